@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# cowpt: copy-on-write page tables for fork() on Linux 6.12.
+#
+#   make test      build the debug kernel and tests, boot, run everything
+#   make bench     build the bench kernel, boot, measure fork
+#   make check     fast host-side checks of the series (no VM)
+#   make help      everything else
+
+# The Debian linux-source-6.12 version the series was tested against.
+PINNED_VERSION := 6.12.117-1~deb12u1
+
+TOP    := $(CURDIR)
+BUILD  := $(TOP)/build
+KSRC   := $(BUILD)/linux
+STOCK  := $(BUILD)/linux-stock
+TOOLS  := $(TOP)/tools
+export COWPT_PINNED := $(PINNED_VERSION)
+
+KDEBUG := $(BUILD)/kernel-debug
+KBENCH := $(BUILD)/kernel-bench
+KSTOCK := $(BUILD)/kernel-stock
+ST_OUT := $(BUILD)/selftests
+MM_OUT := $(BUILD)/mm-selftests
+
+# VM settings; ACCEL=auto uses KVM when a probe boot shows it works.
+ACCEL   ?= tcg
+VM_MEM  ?= 4G
+VM_SMP  ?= 2
+TEST_TIMEOUT ?= 3600
+# run only the tests whose name matches this (grep -E)
+ONLY    ?= .
+# extra kernel command line for the test VM
+APPEND  ?=
+
+PACKAGES := linux-source-6.12 qemu-system-x86 busybox-static gcc make flex \
+	bison bc libelf-dev libssl-dev cpio ccache liburing-dev linux-perf git \
+	xz-utils libcap-dev libnuma-dev rsync python3 util-linux kmod \
+	stress-ng gnuplot-nox redis-server redis-tools pkg-config perl
+
+VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
+
+.PHONY: all help deps source kernel kernel-bench kernel-stock selftests \
+	test vm bench check export-series bisect-check clean distclean
+
+all: test
+
+help:
+	@sed -n 's/^#   //p' $(MAKEFILE_LIST) | head -n 3
+	@echo "  make deps          install missing Debian packages (as root)"
+	@echo "  make source        unpack the pinned source, apply kernel-patches/"
+	@echo "  make kernel        build the debug kernel (build/kernel-debug)"
+	@echo "  make kernel-bench  build the bench kernel (build/kernel-bench)"
+	@echo "  make kernel-stock  build the unpatched kernel with the bench config"
+	@echo "  make selftests     build selftests/ and the kernel's mm selftests"
+	@echo "  make vm            interactive shell in the debug kernel"
+	@echo "  make export-series regenerate kernel-patches/ from build/linux commits"
+	@echo "  make bisect-check  build the debug kernel at every patch of the series"
+	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=2 ONLY=regex APPEND=..."
+
+# ---------------------------------------------------------------- packages
+deps:
+	@missing=$$(for p in $(PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "deps: missing packages: $$missing; run 'make deps' as root" >&2; exit 1; \
+		fi; \
+		echo "deps: installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	fi
+
+# ---------------------------------------------------------------- kernel
+source: deps
+	@$(TOOLS)/prepare-source $(if $(FORCE),--force)
+
+kernel: source
+	@$(TOOLS)/build-kernel debug
+
+kernel-bench: source
+	@$(TOOLS)/build-kernel bench
+
+kernel-stock: source
+	@$(TOOLS)/prepare-source --stock $(STOCK)
+	@$(TOOLS)/build-kernel --src $(STOCK) --name stock bench
+
+# ---------------------------------------------------------------- tests
+# The kernel's mm selftests are built from the patched tree against the
+# debug kernel's uapi headers.  khugepaged.c does not build in 6.12.117
+# (KSFT_SKIP undeclared), hence -k; the programs we run are checked below.
+MM_PROGS := cow mremap_test mremap_dontunmap mkdirty gup_longterm gup_test \
+	ksm_functional_tests uffd-unit-tests madv_populate soft-dirty migration \
+	split_huge_page_test map_populate mlock2-tests mrelease_test pagemap_ioctl \
+	droppable
+
+selftests: kernel
+	@$(MAKE) -s -C selftests KSRC=$(KSRC) KHDR=$(KDEBUG)/usr/include OUT=$(ST_OUT)
+	@mkdir -p $(MM_OUT)
+	@$(MAKE) -s -k -C $(KSRC)/tools/testing/selftests/mm OUTPUT=$(MM_OUT) \
+		KHDR_INCLUDES="-isystem $(KDEBUG)/usr/include" >$(BUILD)/mm-selftests.log 2>&1 || true
+	@for p in $(MM_PROGS); do \
+		[ -x $(MM_OUT)/$$p ] || { echo "selftests: mm/$$p did not build (see build/mm-selftests.log)" >&2; exit 1; }; \
+	done
+
+test: selftests
+	@echo "test: booting build/kernel-debug ($(ACCEL), $(VM_SMP) vCPUs, $(VM_MEM))"
+	@$(VMRUN) --out $(BUILD)/test-run --timeout $(TEST_TIMEOUT) \
+		$(if $(APPEND),--append "$(APPEND)") \
+		$(if $(COWPT_INJECT_FAILURE),--env COWPT_INJECT_FAILURE=$(COWPT_INJECT_FAILURE)) \
+		--no-scan -- $(TOOLS)/guest-tests --list $(TOP)/selftests/tests.list \
+		--st $(ST_OUT) --mm $(MM_OUT) --only '$(ONLY)' ; \
+	echo "test: guest finished (status $$?)"
+	@echo "== cowpt test results"
+	@$(TOOLS)/test-report --list $(TOP)/selftests/tests.list $(if $(filter-out .,$(ONLY)),--only '$(ONLY)') $(BUILD)/test-run
+
+vm: kernel
+	@$(VMRUN) --out $(BUILD)/vm-shell --interactive
+
+# ---------------------------------------------------------------- bench
+bench: kernel-bench
+	@$(MAKE) -s -C benchmarks OUT=$(BUILD)/benchmarks KHDR=$(KBENCH)/usr/include
+	@mkdir -p $(TOP)/results
+	@$(TOOLS)/vm-run --accel $(ACCEL) --mem 8G --smp $(VM_SMP) --timeout 3600 \
+		--kernel $(KBENCH)/arch/x86/boot/bzImage --out $(BUILD)/bench-run \
+		-- $(BUILD)/benchmarks/forkbench --sizes 256,1024 --reps 5 \
+		--csv '$$COWPT_OUT/forkbench.csv'
+	@cp $(BUILD)/bench-run/forkbench.csv $(TOP)/results/
+
+# ---------------------------------------------------------------- series
+check:
+	@$(TOOLS)/check-series
+
+export-series:
+	@$(TOOLS)/export-series
+
+bisect-check: source
+	@$(TOOLS)/check-series --build
+
+clean:
+	rm -rf $(BUILD)/test-run $(BUILD)/bench-run $(BUILD)/vm-shell $(ST_OUT) $(MM_OUT)
+
+distclean:
+	rm -rf $(BUILD)
