@@ -26,7 +26,8 @@ MM_OUT := $(BUILD)/mm-selftests
 # VM settings; ACCEL=auto uses KVM when a probe boot shows it works.
 ACCEL   ?= tcg
 VM_MEM  ?= 4G
-VM_SMP  ?= 2
+# 3 vCPUs: mm/migration needs at least 3 CPUs to run rather than skip
+VM_SMP  ?= 3
 TEST_TIMEOUT ?= 3600
 # run only the tests whose name matches this (grep -E)
 ONLY    ?= .
