@@ -57,7 +57,7 @@ help:
 	@echo "  make vm            interactive shell in the debug kernel"
 	@echo "  make export-series regenerate kernel-patches/ from build/linux commits"
 	@echo "  make bisect-check  build the debug kernel at every patch of the series"
-	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=2 ONLY=regex APPEND=..."
+	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=3 ONLY=regex APPEND=..."
 
 # ---------------------------------------------------------------- packages
 deps:
