@@ -57,7 +57,7 @@ help:
 	@echo "  make vm            interactive shell in the debug kernel"
 	@echo "  make export-series regenerate kernel-patches/ from build/linux commits"
 	@echo "  make bisect-check  build the debug kernel at every patch of the series"
-	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=3 ONLY=regex APPEND=..."
+	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=3 ONLY=regex APPEND=... MODES='opt-in always'"
 
 # ---------------------------------------------------------------- packages
 deps:
@@ -105,16 +105,39 @@ selftests: kernel
 		[ -x $(MM_OUT)/$$p ] || { echo "selftests: mm/$$p did not build (see build/mm-selftests.log)" >&2; exit 1; }; \
 	done
 
+# Two boots of the debug kernel: the default mode (opt-in), then
+# cow_pte=always, in which every fork of every test shares PTE tables;
+# selftests/always.list adds a stress run and the vmstat proof to the
+# second, selftests/always-skip lists what it leaves out.  MODES=opt-in or
+# MODES=always runs one boot only.
+MODES ?= opt-in always
+ALWAYS_LIST := $(BUILD)/tests-always.list
+
 test: selftests
-	@echo "test: booting build/kernel-debug ($(ACCEL), $(VM_SMP) vCPUs, $(VM_MEM))"
-	@$(VMRUN) --out $(BUILD)/test-run --timeout $(TEST_TIMEOUT) \
-		$(if $(APPEND),--append "$(APPEND)") \
-		$(if $(COWPT_INJECT_FAILURE),--env COWPT_INJECT_FAILURE=$(COWPT_INJECT_FAILURE)) \
-		--no-scan -- $(TOOLS)/guest-tests --list $(TOP)/selftests/tests.list \
-		--st $(ST_OUT) --mm $(MM_OUT) --only '$(ONLY)' ; \
-	echo "test: guest finished (status $$?)"
+	@grep -v '^[[:space:]]*#' $(TOP)/selftests/always-skip | awk 'NF {print $$1}' >$(BUILD)/always-skip.names
+	@awk 'NR == FNR {skip[$$1] = 1; next} /^[[:space:]]*(#|$$)/ || !($$1 in skip)' \
+		$(BUILD)/always-skip.names $(TOP)/selftests/tests.list >$(ALWAYS_LIST)
+	@cat $(TOP)/selftests/always.list >>$(ALWAYS_LIST)
+	@set -e; for mode in $(MODES); do \
+		case $$mode in \
+		opt-in) list=$(TOP)/selftests/tests.list ;; \
+		always) list=$(ALWAYS_LIST) ;; \
+		*) echo "test: unknown mode $$mode (opt-in, always)" >&2; exit 2 ;; \
+		esac; \
+		echo "test: booting build/kernel-debug with cow_pte=$$mode ($(ACCEL), $(VM_SMP) vCPUs, $(VM_MEM))"; \
+		$(VMRUN) --out $(BUILD)/test-run-$$mode --timeout $(TEST_TIMEOUT) \
+			--append "cow_pte=$$mode $(APPEND)" \
+			$(if $(COWPT_INJECT_FAILURE),--env COWPT_INJECT_FAILURE=$(COWPT_INJECT_FAILURE)) \
+			--no-scan -- $(TOOLS)/guest-tests --list $$list --label $$mode \
+			--st $(ST_OUT) --mm $(MM_OUT) --only '$(ONLY)' || true; \
+		echo "test: guest ($$mode) finished"; \
+	done
 	@echo "== cowpt test results"
-	@$(TOOLS)/test-report --list $(TOP)/selftests/tests.list $(if $(filter-out .,$(ONLY)),--only '$(ONLY)') $(BUILD)/test-run
+	@args=; for mode in $(MODES); do \
+		case $$mode in opt-in) list=$(TOP)/selftests/tests.list ;; *) list=$(ALWAYS_LIST) ;; esac; \
+		args="$$args --list $$list --label $$mode $(BUILD)/test-run-$$mode"; \
+	done; \
+	$(TOOLS)/test-report $(if $(filter-out .,$(ONLY)),--only '$(ONLY)') $$args
 
 vm: kernel
 	@$(VMRUN) --out $(BUILD)/vm-shell --interactive

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * cowpt.h - userspace interface to copy-on-write PTE tables (cowpt).
+ *
+ * The kernel's uapi <linux/sched.h> of a cowpt kernel defines
+ * CLONE_COW_PGTABLE; this header also works against older headers.
+ *
+ *   pid_t pid = cowpt_fork(CLONE_COW_PGTABLE);   like fork(), tables shared
+ *   pid_t pid = cowpt_fork(0);                   plain fork() through clone3
+ *
+ * Errors (errno, with a return of -1):
+ *   EINVAL      CLONE_COW_PGTABLE with CLONE_VM or CLONE_VFORK, or a kernel
+ *               without CONFIG_COW_PTE (unknown clone3 flag)
+ *   EOPNOTSUPP  /proc/sys/vm/cow_pte_mode is "off"
+ *
+ * See Documentation/cow-pte.md in the cowpt repository.
+ */
+#ifndef COWPT_H
+#define COWPT_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#ifndef CLONE_COW_PGTABLE
+#define CLONE_COW_PGTABLE	0x400000000ULL
+#endif
+
+#ifndef __NR_clone3
+#define __NR_clone3		435
+#endif
+
+#define COWPT_MODE_PATH		"/proc/sys/vm/cow_pte_mode"
+
+struct cowpt_clone_args {
+	uint64_t flags;
+	uint64_t pidfd;
+	uint64_t child_tid;
+	uint64_t parent_tid;
+	uint64_t exit_signal;
+	uint64_t stack;
+	uint64_t stack_size;
+	uint64_t tls;
+};
+
+/*
+ * fork() through clone3() with extra flags (CLONE_COW_PGTABLE and/or other
+ * CLONE_* flags that do not need a new stack).  SIGCHLD is the exit signal.
+ * Returns the child's pid in the parent, 0 in the child, -1 and errno on
+ * error.  The child must not return into frames of the caller that do not
+ * exist any more; it returns normally, as from fork().
+ */
+static inline pid_t cowpt_fork(uint64_t flags)
+{
+	struct cowpt_clone_args args;
+
+	memset(&args, 0, sizeof(args));
+	args.flags = flags;
+	args.exit_signal = SIGCHLD;
+	return (pid_t)syscall(__NR_clone3, &args, sizeof(args));
+}
+
+#endif /* COWPT_H */

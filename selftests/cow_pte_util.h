@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * cow_pte_util.h - small helpers shared by the cow_pte_* selftests:
+ * /proc and /sys text files, the cow_pte_mode sysctl, /proc/vmstat
+ * counters, /proc/PID/status fields, the THP knobs and the kernel log.
+ *
+ * Everything is static inline so that each program uses what it needs
+ * without unused-function warnings.  Include after _GNU_SOURCE and the
+ * libc headers.
+ */
+#ifndef COW_PTE_UTIL_H
+#define COW_PTE_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/klog.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cowpt.h"
+
+#define PG		4096UL
+#define PMD_SZ		(2UL << 20)
+#define PMD_PAGES	(PMD_SZ / PG)
+
+#define THP_DIR		"/sys/kernel/mm/transparent_hugepage"
+#define KSM_DIR		"/sys/kernel/mm/ksm"
+
+/* The vmstat counters of the spec, in its order. */
+static const char *const cow_pte_counters[] = {
+	"cow_pte_shared",
+	"cow_pte_break_fault",
+	"cow_pte_break_zap",
+	"cow_pte_break_split",
+	"cow_pte_break_mremap",
+	"cow_pte_break_mprotect",
+	"cow_pte_break_madvise",
+	"cow_pte_break_other",
+	"cow_pte_reuse",
+	"cow_pte_drop",
+};
+#define NR_COW_PTE_COUNTERS \
+	(sizeof(cow_pte_counters) / sizeof(cow_pte_counters[0]))
+
+/* Read a whole (small) file; returns its length or -errno. */
+static inline int read_text(const char *path, char *buf, size_t len)
+{
+	ssize_t n, total = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	while ((size_t)total < len - 1) {
+		n = read(fd, buf + total, len - 1 - total);
+		if (n < 0) {
+			int err = errno;
+
+			close(fd);
+			return -err;
+		}
+		if (!n)
+			break;
+		total += n;
+	}
+	close(fd);
+	buf[total] = '\0';
+	return total;
+}
+
+/* One write(2) of exactly the given bytes at offset 0; 0 or -errno. */
+static inline int write_bytes(const char *path, const char *s, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, len);
+	if (n < 0) {
+		int err = errno;
+
+		close(fd);
+		return -err;
+	}
+	close(fd);
+	return (size_t)n == len ? 0 : -EIO;
+}
+
+static inline int write_text(const char *path, const char *s)
+{
+	return write_bytes(path, s, strlen(s));
+}
+
+/* The current cow_pte_mode word without the newline; 0 or -errno. */
+static inline int cow_mode_get(char *word, size_t len)
+{
+	int n = read_text(COWPT_MODE_PATH, word, len);
+
+	if (n < 0)
+		return n;
+	word[strcspn(word, "\n")] = '\0';
+	return 0;
+}
+
+static inline int cow_mode_set(const char *word)
+{
+	return write_text(COWPT_MODE_PATH, word);
+}
+
+/* A /proc/vmstat counter, or -1 if there is no such line. */
+static inline long vmstat_get(const char *name)
+{
+	static char buf[1 << 16];
+	size_t nlen = strlen(name);
+	char *line;
+
+	if (read_text("/proc/vmstat", buf, sizeof(buf)) < 0)
+		return -1;
+	for (line = buf; line && *line; line = strchr(line, '\n')) {
+		if (*line == '\n')
+			line++;
+		if (!strncmp(line, name, nlen) && line[nlen] == ' ')
+			return strtol(line + nlen + 1, NULL, 10);
+	}
+	return -1;
+}
+
+/*
+ * The number after "Field:" in a /proc file of "Field:   N kB" lines
+ * (/proc/PID/status, smaps_rollup), or -1.  No heap use: safe in a child
+ * forked from a threaded process.
+ */
+static inline long file_kb(const char *path, const char *field)
+{
+	char buf[4096];
+	size_t flen = strlen(field);
+	char *line;
+
+	if (read_text(path, buf, sizeof(buf)) < 0)
+		return -1;
+	for (line = buf; line && *line; line = strchr(line, '\n')) {
+		if (*line == '\n')
+			line++;
+		if (!strncmp(line, field, flen) && line[flen] == ':')
+			return strtol(line + flen + 1, NULL, 10);
+	}
+	return -1;
+}
+
+/* A field of /proc/PID/status (pid 0: self) in kB, or -1. */
+static inline long status_kb(pid_t pid, const char *field)
+{
+	char path[64];
+
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/status");
+	return file_kb(path, field);
+}
+
+/* "always [madvise] never" -> "madvise"; 0 or -errno. */
+static inline int bracket_word(const char *path, char *word, size_t len)
+{
+	char buf[256], *l, *r;
+	int n = read_text(path, buf, sizeof(buf));
+
+	if (n < 0)
+		return n;
+	l = strchr(buf, '[');
+	r = l ? strchr(l, ']') : NULL;
+	if (!l || !r || (size_t)(r - l) >= len)
+		return -EINVAL;
+	memcpy(word, l + 1, r - l - 1);
+	word[r - l - 1] = '\0';
+	return 0;
+}
+
+/* Is there an active swap device? */
+static inline bool have_swap(void)
+{
+	char buf[4096];
+	char *nl;
+
+	if (read_text("/proc/swaps", buf, sizeof(buf)) <= 0)
+		return false;
+	nl = strchr(buf, '\n');
+	return nl && nl[1] != '\0';
+}
+
+/*
+ * Occurrences of "Bad rss-counter" in the kernel log buffer, or -1 if the
+ * log cannot be read (no CAP_SYSLOG and dmesg_restrict).
+ */
+static inline int bad_rss_reports(void)
+{
+	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
+	char *buf, *p;
+	int n, count = 0;
+
+	if (size <= 0)
+		return -1;
+	buf = malloc(size + 1);
+	if (!buf)
+		return -1;
+	n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, size);
+	if (n < 0) {
+		free(buf);
+		return -1;
+	}
+	buf[n] = '\0';
+	for (p = buf; (p = strstr(p, "Bad rss-counter")); p++)
+		count++;
+	free(buf);
+	return count;
+}
+
+/* Exit code of a child, 128 + signal if killed, -1 if waitpid failed. */
+static inline int wait_code(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) != pid)
+		if (errno != EINTR)
+			return -1;
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}
+
+/*
+ * Map len bytes of private anonymous memory so that the mapping starts
+ * phase bytes after a PMD boundary, and nothing else is in the same VMA
+ * (the slack of the over-sized reservation is unmapped again).
+ */
+static inline char *map_at_phase(size_t len, size_t phase)
+{
+	size_t span = len + 2 * PMD_SZ;
+	char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uintptr_t start;
+
+	if (raw == MAP_FAILED)
+		return NULL;
+	start = (((uintptr_t)raw + PMD_SZ - 1) & ~(PMD_SZ - 1)) + phase;
+	if (start > (uintptr_t)raw)
+		munmap(raw, start - (uintptr_t)raw);
+	munmap((char *)start + len, (uintptr_t)raw + span - start - len);
+	return (char *)start;
+}
+
+#endif /* COW_PTE_UTIL_H */
