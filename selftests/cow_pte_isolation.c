@@ -540,91 +540,40 @@ static int ptrace_grab(pid_t pid, struct reply *r)
 	return 0;
 }
 
-/* Write gen's pattern into pages first.. of another actor. */
-static void gup_write(const struct cmd *c, struct reply *r)
+/*
+ * Move len bytes between buf and raddr in another actor (c->pid) through
+ * the GUP path c->arg: process_vm_{read,write}v, /proc/pid/mem or ptrace.
+ */
+static void gup_xfer(const struct cmd *c, struct reply *r, char *buf,
+		     size_t len, bool write)
 {
-	size_t len = c->n * PG;
-	char *raddr = base + c->first * PG, *buf = malloc(len), path[64];
+	char *raddr = base + c->first * PG, path[64];
 	ssize_t n;
 	int fd;
 
-	if (!buf) {
-		rfail(r, "malloc");
-		return;
-	}
-	for (long j = 0; j < c->n; j++)
-		fill_page(buf + j * PG, c->gen, c->first + j);
 	switch (c->arg) {
 	case GUP_VM: {
 		struct iovec l = { buf, len }, rv = { raddr, len };
 
-		n = process_vm_writev(c->pid, &l, 1, &rv, 1, 0);
+		n = write ? process_vm_writev(c->pid, &l, 1, &rv, 1, 0) :
+			    process_vm_readv(c->pid, &l, 1, &rv, 1, 0);
 		if (n != (ssize_t)len)
-			rfail(r, "process_vm_writev: %zd: %s", n, strerror(errno));
+			rfail(r, "process_vm_%sv: %zd: %s", write ? "write" : "read",
+			      n, strerror(errno));
 		break;
 	}
 	case GUP_MEM:
 		snprintf(path, sizeof(path), "/proc/%d/mem", c->pid);
-		fd = open(path, O_RDWR);
+		fd = open(path, write ? O_RDWR : O_RDONLY);
 		if (fd < 0) {
 			rfail(r, "open %s: %s", path, strerror(errno));
 			break;
 		}
-		n = pwrite(fd, buf, len, (off_t)(uintptr_t)raddr);
+		n = write ? pwrite(fd, buf, len, (off_t)(uintptr_t)raddr) :
+			    pread(fd, buf, len, (off_t)(uintptr_t)raddr);
 		if (n != (ssize_t)len)
-			rfail(r, "pwrite %s: %zd: %s", path, n, strerror(errno));
-		close(fd);
-		break;
-	case GUP_PTRACE:
-		if (ptrace_grab(c->pid, r))
-			break;
-		for (size_t off = 0; off < len; off += sizeof(long)) {
-			if (ptrace(PTRACE_POKEDATA, c->pid, raddr + off,
-				   *(long *)(buf + off))) {
-				rfail(r, "PTRACE_POKEDATA at %p: %s", raddr + off,
-				      strerror(errno));
-				break;
-			}
-		}
-		if (ptrace(PTRACE_DETACH, c->pid, 0, 0))
-			rfail(r, "PTRACE_DETACH: %s", strerror(errno));
-		break;
-	}
-	free(buf);
-}
-
-/* Read pages first.. of another actor, which must hold gen's pattern. */
-static void gup_read(const struct cmd *c, struct reply *r)
-{
-	size_t len = c->n * PG;
-	char *raddr = base + c->first * PG, *buf = calloc(1, len), path[64];
-	char b1[96], b2[96];
-	ssize_t n;
-	int fd;
-
-	if (!buf) {
-		rfail(r, "malloc");
-		return;
-	}
-	switch (c->arg) {
-	case GUP_VM: {
-		struct iovec l = { buf, len }, rv = { raddr, len };
-
-		n = process_vm_readv(c->pid, &l, 1, &rv, 1, 0);
-		if (n != (ssize_t)len)
-			rfail(r, "process_vm_readv: %zd: %s", n, strerror(errno));
-		break;
-	}
-	case GUP_MEM:
-		snprintf(path, sizeof(path), "/proc/%d/mem", c->pid);
-		fd = open(path, O_RDONLY);
-		if (fd < 0) {
-			rfail(r, "open %s: %s", path, strerror(errno));
-			break;
-		}
-		n = pread(fd, buf, len, (off_t)(uintptr_t)raddr);
-		if (n != (ssize_t)len)
-			rfail(r, "pread %s: %zd: %s", path, n, strerror(errno));
+			rfail(r, "%s %s: %zd: %s", write ? "pwrite" : "pread",
+			      path, n, strerror(errno));
 		close(fd);
 		break;
 	case GUP_PTRACE:
@@ -634,6 +583,15 @@ static void gup_read(const struct cmd *c, struct reply *r)
 			long v;
 
 			errno = 0;
+			if (write) {
+				if (ptrace(PTRACE_POKEDATA, c->pid, raddr + off,
+					   *(long *)(buf + off))) {
+					rfail(r, "PTRACE_POKEDATA at %p: %s",
+					      raddr + off, strerror(errno));
+					break;
+				}
+				continue;
+			}
 			v = ptrace(PTRACE_PEEKDATA, c->pid, raddr + off, 0);
 			if (v == -1 && errno) {
 				rfail(r, "PTRACE_PEEKDATA: %s", strerror(errno));
@@ -645,6 +603,36 @@ static void gup_read(const struct cmd *c, struct reply *r)
 			rfail(r, "PTRACE_DETACH: %s", strerror(errno));
 		break;
 	}
+}
+
+/* Write gen's pattern into pages first.. of another actor. */
+static void gup_write(const struct cmd *c, struct reply *r)
+{
+	size_t len = c->n * PG;
+	char *buf = malloc(len);
+
+	if (!buf) {
+		rfail(r, "malloc");
+		return;
+	}
+	for (long j = 0; j < c->n; j++)
+		fill_page(buf + j * PG, c->gen, c->first + j);
+	gup_xfer(c, r, buf, len, true);
+	free(buf);
+}
+
+/* Read pages first.. of another actor, which must hold gen's pattern. */
+static void gup_read(const struct cmd *c, struct reply *r)
+{
+	size_t len = c->n * PG;
+	char *buf = calloc(1, len);
+	char b1[96], b2[96];
+
+	if (!buf) {
+		rfail(r, "malloc");
+		return;
+	}
+	gup_xfer(c, r, buf, len, false);
 	for (long j = 0; !r->err && j < c->n; j++) {
 		int w = page_diff(buf + j * PG, c->gen, c->first + j);
 
