@@ -385,14 +385,52 @@ TEST_F(api, mode_write_strict_einval)
 }
 
 /*
+ * Fork in every way up to @last_how in mode @mode (already set) and check
+ * which of them shared the region's tables: those in @sharing (one bit per
+ * fork_how) at least API_PMDS tables; the others none at all in mode off,
+ * and fewer than API_PMDS otherwise (cow_pte_shared is system-wide).
+ */
+static void check_sharing(struct __test_metadata *_metadata, char *mem,
+			  const char *mode, int last_how, unsigned int sharing)
+{
+	long before, after;
+	int code;
+
+	for (int how = FORK_LIBC; how <= last_how; how++) {
+		before = vmstat_get("cow_pte_shared");
+		code = fork_and_check(mem, how);
+		after = vmstat_get("cow_pte_shared");
+		EXPECT_EQ(0, code) {
+			TH_LOG("%s in mode %s: %d (%s)", how_name[how], mode,
+			       code, strerror(errno));
+		}
+		ASSERT_LE(0, before);
+		if (sharing & (1u << how)) {
+			EXPECT_LE(before + API_PMDS, after) {
+				TH_LOG("%s in mode %s shared %ld tables, expected >= %d",
+				       how_name[how], mode, after - before, API_PMDS);
+			}
+		} else if (!strcmp(mode, "off")) {
+			EXPECT_EQ(before, after) {
+				TH_LOG("%s in mode off: cow_pte_shared grew by %ld",
+				       how_name[how], after - before);
+			}
+		} else {
+			EXPECT_GT(before + API_PMDS, after) {
+				TH_LOG("%s in mode %s shared %ld tables",
+				       how_name[how], mode, after - before);
+			}
+		}
+	}
+}
+
+/*
  * "off": clone3(CLONE_COW_PGTABLE) is EOPNOTSUPP; fork() and clone3(0)
  * still work and share nothing.
  */
 TEST_F(api, mode_off)
 {
 	char *mem = touched_region();
-	long before, after;
-	int code;
 	pid_t pid;
 
 	ASSERT_NE(NULL, mem);
@@ -409,21 +447,7 @@ TEST_F(api, mode_off)
 		TH_LOG("errno %d (%s), expected EOPNOTSUPP", errno, strerror(errno));
 	}
 
-	for (int how = FORK_LIBC; how <= FORK_CLONE3; how++) {
-		before = vmstat_get("cow_pte_shared");
-		code = fork_and_check(mem, how);
-		after = vmstat_get("cow_pte_shared");
-		EXPECT_EQ(0, code) {
-			TH_LOG("%s in mode off: %d (%s)", how_name[how], code,
-			       strerror(errno));
-		}
-		ASSERT_LE(0, before);
-		/* nothing at all can share in mode off */
-		EXPECT_EQ(before, after) {
-			TH_LOG("%s in mode off: cow_pte_shared grew by %ld",
-			       how_name[how], after - before);
-		}
-	}
+	check_sharing(_metadata, mem, "off", FORK_CLONE3, 0);
 	munmap(mem, API_PMDS * PMD_SZ);
 }
 
@@ -431,33 +455,10 @@ TEST_F(api, mode_off)
 TEST_F(api, mode_opt_in)
 {
 	char *mem = touched_region();
-	long before, after;
-	int code;
 
 	ASSERT_NE(NULL, mem);
 	SET_MODE("opt-in");
-	for (int how = FORK_LIBC; how <= FORK_COW; how++) {
-		before = vmstat_get("cow_pte_shared");
-		code = fork_and_check(mem, how);
-		after = vmstat_get("cow_pte_shared");
-		EXPECT_EQ(0, code) {
-			TH_LOG("%s in mode opt-in: %d (%s)", how_name[how], code,
-			       strerror(errno));
-		}
-		ASSERT_LE(0, before);
-		if (how == FORK_COW) {
-			EXPECT_LE(before + API_PMDS, after) {
-				TH_LOG("%s shared %ld tables, expected >= %d",
-				       how_name[how], after - before, API_PMDS);
-			}
-		} else {
-			/* system-wide counter: allow unrelated noise */
-			EXPECT_GT(before + API_PMDS, after) {
-				TH_LOG("%s in mode opt-in shared %ld tables",
-				       how_name[how], after - before);
-			}
-		}
-	}
+	check_sharing(_metadata, mem, "opt-in", FORK_COW, 1u << FORK_COW);
 	munmap(mem, API_PMDS * PMD_SZ);
 }
 
@@ -465,25 +466,11 @@ TEST_F(api, mode_opt_in)
 TEST_F(api, mode_always)
 {
 	char *mem = touched_region();
-	long before, after;
-	int code;
 
 	ASSERT_NE(NULL, mem);
 	SET_MODE("always");
-	for (int how = FORK_LIBC; how <= FORK_COW; how++) {
-		before = vmstat_get("cow_pte_shared");
-		code = fork_and_check(mem, how);
-		after = vmstat_get("cow_pte_shared");
-		EXPECT_EQ(0, code) {
-			TH_LOG("%s in mode always: %d (%s)", how_name[how], code,
-			       strerror(errno));
-		}
-		ASSERT_LE(0, before);
-		EXPECT_LE(before + API_PMDS, after) {
-			TH_LOG("%s in mode always shared %ld tables, expected >= %d",
-			       how_name[how], after - before, API_PMDS);
-		}
-	}
+	check_sharing(_metadata, mem, "always", FORK_COW,
+		      (1u << FORK_LIBC) | (1u << FORK_CLONE3) | (1u << FORK_COW));
 	munmap(mem, API_PMDS * PMD_SZ);
 }
 
