@@ -41,7 +41,7 @@ PACKAGES := linux-source-6.12 qemu-system-x86 busybox-static gcc make flex \
 
 VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
 
-.PHONY: all help deps source kernel kernel-bench kernel-stock selftests \
+.PHONY: all help deps source kernel kernel-bench kernel-stock tools selftests \
 	test vm bench check export-series bisect-check clean distclean
 
 all: test
@@ -54,6 +54,7 @@ help:
 	@echo "  make kernel-bench  build the bench kernel (build/kernel-bench)"
 	@echo "  make kernel-stock  build the unpatched kernel with the bench config"
 	@echo "  make selftests     build selftests/ and the kernel's mm selftests"
+	@echo "  make tools         build tools/*.c (cowpt-run) into build/bin"
 	@echo "  make vm            interactive shell in the debug kernel"
 	@echo "  make export-series regenerate kernel-patches/ from build/linux commits"
 	@echo "  make bisect-check  build the debug kernel at every patch of the series"
@@ -96,7 +97,15 @@ MM_PROGS := cow mremap_test mremap_dontunmap mkdirty gup_longterm gup_test \
 	split_huge_page_test map_populate mlock2-tests mrelease_test pagemap_ioctl \
 	droppable
 
-selftests: kernel
+# Userspace tools (tools/*.c): build/bin/
+BIN_OUT := $(BUILD)/bin
+TOOL_PROGS := $(BIN_OUT)/cowpt-run
+tools: $(TOOL_PROGS)
+$(BIN_OUT)/%: $(TOOLS)/%.c $(TOP)/include/cowpt.h
+	@mkdir -p $(BIN_OUT)
+	$(CC) -Wall -Wextra -O2 -I$(TOP)/include -o $@ $<
+
+selftests: kernel tools
 	@$(MAKE) -s -C selftests KSRC=$(KSRC) KHDR=$(KDEBUG)/usr/include OUT=$(ST_OUT)
 	@mkdir -p $(MM_OUT)
 	@$(MAKE) -s -k -C $(KSRC)/tools/testing/selftests/mm OUTPUT=$(MM_OUT) \

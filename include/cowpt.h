@@ -7,11 +7,14 @@
  *
  *   pid_t pid = cowpt_fork(CLONE_COW_PGTABLE);   like fork(), tables shared
  *   pid_t pid = cowpt_fork(0);                   plain fork() through clone3
+ *   cowpt_set_inherit(1);    every later fork of this process and of its
+ *                            descendants shares, across execve() too
  *
  * Errors (errno, with a return of -1):
  *   EINVAL      CLONE_COW_PGTABLE with CLONE_VM or CLONE_VFORK, or a kernel
- *               without CONFIG_COW_PTE (unknown clone3 flag)
- *   EOPNOTSUPP  /proc/sys/vm/cow_pte_mode is "off"
+ *               without CONFIG_COW_PTE (unknown clone3 flag or prctl)
+ *   EOPNOTSUPP  /proc/sys/vm/cow_pte_mode is "off" (clone3 with the flag,
+ *               or opting in with PR_SET_COW_PTE)
  *
  * See Documentation/cow-pte.md in the cowpt repository.
  */
@@ -19,6 +22,7 @@
 #define COWPT_H
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -27,6 +31,12 @@
 
 #ifndef CLONE_COW_PGTABLE
 #define CLONE_COW_PGTABLE	0x400000000ULL
+#endif
+
+/* <linux/prctl.h> of a cowpt kernel; outside upstream's sequential range */
+#ifndef PR_SET_COW_PTE
+#define PR_SET_COW_PTE		0x43505401
+#define PR_GET_COW_PTE		0x43505402
 #endif
 
 #ifndef __NR_clone3
@@ -61,6 +71,22 @@ static inline pid_t cowpt_fork(uint64_t flags)
 	args.flags = flags;
 	args.exit_signal = SIGCHLD;
 	return (pid_t)syscall(__NR_clone3, &args, sizeof(args));
+}
+
+/*
+ * Opt every later fork of this process, of its children and of the
+ * programs they exec in (on = 1) or out (on = 0): prctl(PR_SET_COW_PTE).
+ * Returns 0, or -1 and errno (EOPNOTSUPP: mode off; EINVAL: no cowpt).
+ */
+static inline int cowpt_set_inherit(int on)
+{
+	return prctl(PR_SET_COW_PTE, (unsigned long)on, 0UL, 0UL, 0UL);
+}
+
+/* 1 if this process opted in with PR_SET_COW_PTE, 0 if not, -1 on error. */
+static inline int cowpt_get_inherit(void)
+{
+	return prctl(PR_GET_COW_PTE, 0UL, 0UL, 0UL, 0UL);
 }
 
 #endif /* COWPT_H */

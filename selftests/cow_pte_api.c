@@ -474,4 +474,124 @@ TEST_F(api, mode_always)
 	munmap(mem, API_PMDS * PMD_SZ);
 }
 
+/* ---- PR_SET_COW_PTE / PR_GET_COW_PTE ---- */
+
+/* The CowPTE field of /proc/self/status, or -1. */
+static long status_cow_pte(void)
+{
+	return file_kb("/proc/self/status", "CowPTE");
+}
+
+/* Set, clear, read back (prctl and /proc/self/status); bad arguments. */
+TEST_F(api, prctl_get_set)
+{
+	REQUIRE_COW_ALLOWED();
+	ASSERT_EQ(0, cowpt_get_inherit()) {
+		TH_LOG("PR_GET_COW_PTE: %s", strerror(errno));
+	}
+	EXPECT_EQ(0, status_cow_pte());
+
+	ASSERT_EQ(0, cowpt_set_inherit(1)) {
+		TH_LOG("PR_SET_COW_PTE 1: %s", strerror(errno));
+	}
+	EXPECT_EQ(1, cowpt_get_inherit());
+	EXPECT_EQ(1, status_cow_pte());
+
+	errno = 0;
+	EXPECT_EQ(-1, prctl(PR_SET_COW_PTE, 2UL, 0UL, 0UL, 0UL));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, prctl(PR_SET_COW_PTE, 0UL, 1UL, 0UL, 0UL));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, prctl(PR_GET_COW_PTE, 1UL, 0UL, 0UL, 0UL));
+	EXPECT_EQ(EINVAL, errno);
+	/* the failed calls changed nothing */
+	EXPECT_EQ(1, cowpt_get_inherit());
+
+	ASSERT_EQ(0, cowpt_set_inherit(0));
+	EXPECT_EQ(0, cowpt_get_inherit());
+	EXPECT_EQ(0, status_cow_pte());
+}
+
+/*
+ * The setting is kept by a forked child and across execve(): the child
+ * checks it with prctl, then execs sh, which execs grep, which reads its
+ * own /proc/self/status.  A child forked after opting out has it clear.
+ */
+static int child_sees(int want)
+{
+	char cmd[96];
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		if (cowpt_get_inherit() != want)
+			_exit(10);
+		snprintf(cmd, sizeof(cmd),
+			 "exec grep -q '^CowPTE:[[:space:]]*%d$' /proc/self/status",
+			 want);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(11);
+	}
+	return wait_code(pid);
+}
+
+TEST_F(api, prctl_inherited_by_fork_and_exec)
+{
+	REQUIRE_COW_ALLOWED();
+	ASSERT_EQ(0, cowpt_set_inherit(1));
+	EXPECT_EQ(0, child_sees(1)) {
+		TH_LOG("10: not inherited by fork, 1: not kept across execve");
+	}
+	ASSERT_EQ(0, cowpt_set_inherit(0));
+	EXPECT_EQ(0, child_sees(0));
+}
+
+/*
+ * In opt-in mode a process that opted in shares on every fork, fork()
+ * included; after opting out only CLONE_COW_PGTABLE shares again.
+ */
+TEST_F(api, prctl_opt_in_shares_every_fork)
+{
+	char *mem = touched_region();
+	unsigned int all = (1u << FORK_LIBC) | (1u << FORK_CLONE3) |
+			   (1u << FORK_COW);
+
+	ASSERT_NE(NULL, mem);
+	SET_MODE("opt-in");
+	ASSERT_EQ(0, cowpt_set_inherit(1));
+	check_sharing(_metadata, mem, "opt-in + PR_SET_COW_PTE", FORK_COW, all);
+	ASSERT_EQ(0, cowpt_set_inherit(0));
+	check_sharing(_metadata, mem, "opt-in", FORK_COW, 1u << FORK_COW);
+	munmap(mem, API_PMDS * PMD_SZ);
+}
+
+/*
+ * Mode "off": opting in is EOPNOTSUPP, opting out works.  A process that
+ * opted in before the mode was switched off keeps the flag but does not
+ * share until the mode is switched on again.
+ */
+TEST_F(api, prctl_mode_off)
+{
+	char *mem = touched_region();
+
+	ASSERT_NE(NULL, mem);
+	SET_MODE("opt-in");
+	ASSERT_EQ(0, cowpt_set_inherit(1));
+	SET_MODE("off");
+	EXPECT_EQ(1, cowpt_get_inherit());
+	check_sharing(_metadata, mem, "off", FORK_CLONE3, 0);
+
+	ASSERT_EQ(0, cowpt_set_inherit(0));
+	errno = 0;
+	EXPECT_EQ(-1, cowpt_set_inherit(1));
+	EXPECT_EQ(EOPNOTSUPP, errno) {
+		TH_LOG("errno %d (%s), expected EOPNOTSUPP", errno, strerror(errno));
+	}
+	EXPECT_EQ(0, cowpt_get_inherit());
+	munmap(mem, API_PMDS * PMD_SZ);
+}
+
 TEST_HARNESS_MAIN

@@ -45,9 +45,9 @@ chmod 1777 "$tmp"
 # stress-ng's madvise stressor injects MADV_HWPOISON when it runs as root
 # and then dies of the SIGBUS it provoked (stress-ng 0.15, stock kernels
 # too): it runs unprivileged, in parallel with the rest.
-setpriv --reuid=65534 --regid=65534 --clear-groups \
+(cd "$tmp" && exec setpriv --reuid=65534 --regid=65534 --clear-groups \
 	stress-ng --timeout "${secs}s" --temp-path "$tmp" --metrics-brief -v \
-	--madvise 1 >"$tmp.madvise.log" 2>&1 &
+	--madvise 1) >"$tmp.madvise.log" 2>&1 &
 madv=$!
 stress-ng --timeout "${secs}s" --temp-path "$tmp" --metrics-brief -v \
 	--oomable --fork 1 --vfork 1 --clone 1 --mmapfork 1 \
