@@ -42,7 +42,7 @@ PACKAGES := linux-source-6.12 qemu-system-x86 busybox-static gcc make flex \
 VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
 
 .PHONY: all help deps source kernel kernel-bench kernel-stock tools selftests \
-	test vm bench check export-series bisect-check clean distclean
+	test soak vm bench check export-series bisect-check clean distclean
 
 all: test
 
@@ -55,6 +55,7 @@ help:
 	@echo "  make kernel-stock  build the unpatched kernel with the bench config"
 	@echo "  make selftests     build selftests/ and the kernel's mm selftests"
 	@echo "  make tools         build tools/*.c (cowpt-run) into build/bin"
+	@echo "  make soak SOAK=S   cow_pte_fuzz for S seconds in cow_pte=always (default 1800)"
 	@echo "  make vm            interactive shell in the debug kernel"
 	@echo "  make export-series regenerate kernel-patches/ from build/linux commits"
 	@echo "  make bisect-check  build the debug kernel at every patch of the series"
@@ -147,6 +148,19 @@ test: selftests
 		args="$$args --list $$list --label $$mode $(BUILD)/test-run-$$mode"; \
 	done; \
 	$(TOOLS)/test-report $(if $(filter-out .,$(ONLY)),--only '$(ONLY)') $$args
+
+# Randomized differential test (selftests/cow_pte_fuzz) in the debug kernel
+# with cow_pte=always for SOAK seconds; --keep-going: every failure is
+# reduced, written to build/soak-run/cow_pte_fuzz.repro*, and counted.
+SOAK ?= 1800
+SOAK_ARGS ?=
+soak: selftests
+	@echo "soak: booting build/kernel-debug with cow_pte=always for $(SOAK) s of cow_pte_fuzz"
+	@{ $(VMRUN) --out $(BUILD)/soak-run --timeout $$(( $(SOAK) + 900 )) \
+		--append "cow_pte=always $(APPEND)" -- \
+		sh -c 'cd "$$(mktemp -d)" && exec $(ST_OUT)/cow_pte_fuzz --time $(SOAK) --keep-going --repro-file "$$COWPT_OUT/cow_pte_fuzz.repro" $(SOAK_ARGS)'; \
+		echo $$? >$(BUILD)/soak.status; } 2>&1 | tee $(BUILD)/soak.log
+	@$(TOOLS)/soak-summary $(BUILD)/soak.log $$(cat $(BUILD)/soak.status)
 
 vm: kernel
 	@$(VMRUN) --out $(BUILD)/vm-shell --interactive

@@ -275,35 +275,6 @@ rset(struct reply *r, int err, const char *fmt, ...)
 #define rfail(r, ...)	rset(r, ERR_FAIL, __VA_ARGS__)
 #define rskip(r, ...)	rset(r, ERR_SKIP, __VA_ARGS__)
 
-/* A fault while checking is reported, not fatal (SIGSEGV/SIGBUS). */
-static sigjmp_buf segv_jmp;
-static volatile sig_atomic_t segv_armed;
-static void *volatile segv_addr;
-static volatile int segv_sig;
-
-static void segv_handler(int sig, siginfo_t *si, void *uc)
-{
-	if (!segv_armed) {
-		signal(sig, SIG_DFL);
-		return;		/* fault again, fatally */
-	}
-	segv_armed = 0;
-	segv_addr = si->si_addr;
-	segv_sig = sig;
-	siglongjmp(segv_jmp, 1);
-}
-
-static void catch_faults(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = segv_handler;
-	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
-}
-
 static bool is_unmapped(const void *p)
 {
 	unsigned char v;
@@ -321,16 +292,16 @@ static int check_pages(const char *at, long first, long n, struct reply *r,
 {
 	char b1[64], b2[96], b3[96];
 
-	if (sigsetjmp(segv_jmp, 1)) {
-		long i = first + ((char *)segv_addr - at) / (long)PG;
+	if (sigsetjmp(fault_jmp, 1)) {
+		long i = first + ((char *)fault_addr - at) / (long)PG;
 
 		rfail(r, "%s: %s reading page %ld (%s) at %p", what,
-		      segv_sig == SIGBUS ? "SIGBUS" : "SIGSEGV", i,
+		      fault_sig == SIGBUS ? "SIGBUS" : "SIGSEGV", i,
 		      i >= first && i < first + n ? where(i, b1, sizeof(b1)) : "?",
-		      segv_addr);
+		      fault_addr);
 		return -1;
 	}
-	segv_armed = 1;
+	fault_armed = 1;
 	for (long i = first; i < first + n; i++) {
 		const char *p = at + (i - first) * PG;
 		unsigned int m = model[i], gen = m & ~G_OR_ZERO;
@@ -338,7 +309,7 @@ static int check_pages(const char *at, long first, long n, struct reply *r,
 
 		if (m == G_UNMAPPED) {
 			if (!is_unmapped(p)) {
-				segv_armed = 0;
+				fault_armed = 0;
 				rfail(r, "%s: page %ld (%s) is mapped, expected unmapped",
 				      what, i, where(i, b1, sizeof(b1)));
 				return -1;
@@ -351,7 +322,7 @@ static int check_pages(const char *at, long first, long n, struct reply *r,
 		if (w >= 0) {
 			uint64_t got = ((const uint64_t *)p)[w];
 
-			segv_armed = 0;
+			fault_armed = 0;
 			rfail(r, "%s: page %ld (%s) word %d: expected %s%s, found %#llx (%s)",
 			      what, i, where(i, b1, sizeof(b1)), w,
 			      describe(expected_word(gen, i, w), b2, sizeof(b2)),
@@ -360,7 +331,7 @@ static int check_pages(const char *at, long first, long n, struct reply *r,
 			return -1;
 		}
 	}
-	segv_armed = 0;
+	fault_armed = 0;
 	return 0;
 }
 

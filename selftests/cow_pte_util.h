@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -254,6 +256,44 @@ static inline char *map_at_phase(size_t len, size_t phase)
 		munmap(raw, start - (uintptr_t)raw);
 	munmap((char *)start + len, (uintptr_t)raw + span - start - len);
 	return (char *)start;
+}
+
+/*
+ * Expected SIGSEGV/SIGBUS as an error instead of a death: after
+ * catch_faults(),
+ *
+ *	if (sigsetjmp(fault_jmp, 1)) { ... fault_addr, fault_sig ... }
+ *	fault_armed = 1;  ... touch memory ...  fault_armed = 0;
+ *
+ * A fault while not armed is fatal, as without the handler.
+ */
+static sigjmp_buf fault_jmp __attribute__((unused));
+static volatile sig_atomic_t fault_armed __attribute__((unused));
+static void *volatile fault_addr __attribute__((unused));
+static volatile int fault_sig __attribute__((unused));
+
+static inline void fault_catch_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (!fault_armed) {
+		signal(sig, SIG_DFL);
+		return;		/* fault again, fatally */
+	}
+	fault_armed = 0;
+	fault_addr = si->si_addr;
+	fault_sig = sig;
+	siglongjmp(fault_jmp, 1);
+}
+
+static inline void catch_faults(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = fault_catch_handler;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
 }
 
 #endif /* COW_PTE_UTIL_H */
