@@ -9,7 +9,8 @@
  *    fully touched table than the child of a plain fork);
  *  - a non-owner that breaks a table is charged all its pages and 4 kB;
  *    an owner that breaks keeps its counters and leaves an orphan;
- *  - the last sharer reuses a table without a copy and is charged then;
+ *  - the owner, last to map a table, reuses it without a copy; any other
+ *    last mapper copies the orphan and is charged then;
  *  - unmapping or exit drops shared tables without a copy;
  *  - partial zaps, madvise, mprotect, munmap, mremap break for the caller;
  *  - a process that ever pinned pages does not share.
@@ -680,15 +681,17 @@ TEST_F(acct, child_break_charges_child)
 
 /*
  * The owner writes k tables: its counters do not change (the old tables
- * become orphans).  The child, now their only mapper, reuses them without
- * a copy and is charged for them at that moment.
+ * become orphans).  The child, now their only mapper but not their owner,
+ * copies each one on its first touch (its pages may still be exclusive
+ * for the owner: cow_pte_isolation's vmsplice_then_unmap), frees the
+ * orphan, and is charged for the copy at that moment.
  */
-TEST_F(acct, owner_break_then_child_reuses)
+TEST_F(acct, owner_break_then_child_copies_orphans)
 {
 	static const long tabs[] = { 0, 4, 8, 12 };
 	const long k = ARRAY_SIZE(tabs);
 	struct ms p0, p1, c0, c1, c2;
-	long b0, r0;
+	long b0;
 
 	SPAWN(0, CLONE_COW_PGTABLE);
 	p0 = stat_of(0);
@@ -702,15 +705,15 @@ TEST_F(acct, owner_break_then_child_reuses)
 	c1 = stat_of(PID(0));
 	EXPECT_SAME(c0, c1, "child while the broken tables are orphans");
 
-	r0 = vm("cow_pte_reuse");
+	b0 = vm("cow_pte_break_fault");
 	for (long i = 0; i < k; i++)
 		ACT(0, .op = A_TOUCH, .first = tabs[i], .n = 1, .arg = 200);
 	c2 = stat_of(PID(0));
 	EXPECT_NEAR(c1.rss + k * TABLE_KB, c2.rss, TOL_KB,
-		    "child RssAnon after reusing k orphans");
+		    "child RssAnon after copying k orphans");
 	EXPECT_NEAR(c1.pte + k * PTE_KB, c2.pte, PTE_TOL_KB,
-		    "child VmPTE after reusing k orphans");
-	EXPECT_COUNTER_GE("cow_pte_reuse", r0, k);
+		    "child VmPTE after copying k orphans");
+	EXPECT_COUNTER_GE("cow_pte_break_fault", b0, k);
 
 	ACT(0, .op = A_VERIFY, .first = 0, .n = NPMD);
 	EXPECT_EQ(-1, verify_tables(0, NPMD, false));
@@ -756,12 +759,12 @@ TEST_F(acct, child_exit_drops_shared_tables)
  * The owner MADV_DONTNEEDs 4 whole tables: they are dropped without a copy,
  * the owner's RssAnon and VmPTE fall by their pages and 4 kB each, the
  * child still sees the data (charged to nobody), and its first write
- * reuses the orphans and charges it.
+ * copies the orphans (it is not their owner) and charges it.
  */
 TEST_F(acct, owner_dontneed_orphans_tables)
 {
 	struct ms p0, p1, c0, c1, c2, c3;
-	long d0, r0;
+	long d0, b0;
 
 	SPAWN(0, CLONE_COW_PGTABLE);
 	p0 = stat_of(0);
@@ -781,14 +784,14 @@ TEST_F(acct, owner_dontneed_orphans_tables)
 	c2 = stat_of(PID(0));
 	EXPECT_SAME(c1, c2, "child after reading the orphans");
 
-	r0 = vm("cow_pte_reuse");
+	b0 = vm("cow_pte_break_fault");
 	ACT(0, .op = A_TOUCH, .first = 8, .n = 4, .arg = 17);
 	c3 = stat_of(PID(0));
 	EXPECT_NEAR(c2.rss + 4 * TABLE_KB, c3.rss, TOL_KB,
-		    "child RssAnon after reusing 4 orphans");
+		    "child RssAnon after copying 4 orphans");
 	EXPECT_NEAR(c2.pte + 4 * PTE_KB, c3.pte, PTE_TOL_KB,
-		    "child VmPTE after reusing 4 orphans");
-	EXPECT_COUNTER_GE("cow_pte_reuse", r0, 4);
+		    "child VmPTE after copying 4 orphans");
+	EXPECT_COUNTER_GE("cow_pte_break_fault", b0, 4);
 	ACT(0, .op = A_VERIFY, .first = 0, .n = NPMD);
 
 	EXPECT_EQ(-1, verify_tables(0, 8, false));
@@ -862,13 +865,14 @@ TEST_F(acct, partial_ops_break_for_caller)
 /*
  * The owner exits while a child and a grandchild share its tables: the
  * tables are dropped by the owner and become orphans; the child's touches
- * copy them (charging it the region), the grandchild, now sole mapper,
- * reuses them (charging it the region); both see their own data.
+ * copy them (charging it the region), the grandchild, now sole mapper
+ * but not the owner, copies them as well (charging it the region); both
+ * see their own data.
  */
 TEST_F(acct, owner_exits_first)
 {
 	struct ms pp, c0, g0, c1, g1, c2, g2;
-	long s0, d0, b0, r0;
+	long s0, d0, b0;
 
 	/* the owner: a plain fork of the test process, with its own pages */
 	SPAWN(0, 0);
@@ -900,14 +904,15 @@ TEST_F(acct, owner_exits_first)
 		    "child VmPTE after touching all");
 	EXPECT_COUNTER_GE("cow_pte_break_fault", b0, NPMD);
 
-	r0 = vm("cow_pte_reuse");
+	/* the last mapper of the orphans, not their owner: copies them too */
+	b0 = vm("cow_pte_break_fault");
 	ACT(2, .op = A_TOUCH_ALL, .first = 0, .n = NPMD);
 	g2 = stat_of(PID(2));
 	EXPECT_NEAR(g1.rss + REGION_KB, g2.rss, TOL_KB,
 		    "grandchild RssAnon after touching all");
 	EXPECT_NEAR(g1.pte + NPMD * PTE_KB, g2.pte, PTE_TOL_KB,
 		    "grandchild VmPTE after touching all");
-	EXPECT_COUNTER_GE("cow_pte_reuse", r0, NPMD);
+	EXPECT_COUNTER_GE("cow_pte_break_fault", b0, NPMD);
 
 	EXPECT_LE(REGION_KB - TOL_KB, c2.rss);
 	EXPECT_LE(REGION_KB - TOL_KB, g2.rss);

@@ -2281,4 +2281,115 @@ TEST_F_TIMEOUT(eng, ksm_merged_pages, 120)
 	WRITE_ALL(A_P);
 }
 
+/* ------------------------------------------------------------------ */
+/* vmsplice, then the splicing or the other process unmaps             */
+
+/*
+ * A page spliced into a pipe (vmsplice: a GUP reference, not a pin) must
+ * keep what it held at splice time when the *other* process writes its
+ * copy, also after one of the two has unmapped the range, as with plain
+ * fork (tools/testing/selftests/mm/cow.c, "vmsplice() + unmap ...").  The
+ * CoW-fork bugs this catches: a read-only GUP through a shared table that
+ * did not break it, and the last sharer of a table reusing it (pages still
+ * exclusive and writable) when it was not the owner.
+ */
+enum vsu_case { VSU_BEFORE_FORK, VSU_CHILD, VSU_PARENT_AFTER };
+
+static const char *const vsu_name[] = {
+	"spliced by the parent before fork, parent unmaps, child writes",
+	"spliced by the child, child unmaps, parent writes",
+	"spliced by the parent after fork, parent unmaps, child writes",
+};
+
+#define VSU_LEN		(4 * PMD_SZ)
+#define VSU_PAGES	16
+
+/* Splices the first VSU_PAGES pages of mem into pfd[1]; 0 or -1. */
+static int vsu_splice(char *mem, int *pfd)
+{
+	struct iovec iov = { .iov_base = mem, .iov_len = VSU_PAGES * PG };
+
+	return vmsplice(pfd[1], &iov, 1, 0) == (ssize_t)iov.iov_len ? 0 : -1;
+}
+
+/* Reads the spliced pages back: the number of bytes that are not 'A'. */
+static long vsu_changed(int *pfd)
+{
+	static char buf[VSU_PAGES * PG];
+	long bad = 0;
+
+	if (read(pfd[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+		return -1;
+	for (size_t i = 0; i < sizeof(buf); i++)
+		bad += buf[i] != 'A';
+	return bad;
+}
+
+/*
+ * One case; the process that must not see the other's write reports.
+ * Returns the number of changed bytes seen through the pipe, or -1.
+ */
+static long vsu_run(enum vsu_case c, uint64_t flags)
+{
+	char *mem = map_at_phase(VSU_LEN, 0);
+	int pfd[2], go[2], done[2];
+	long changed = -1;
+	char t = 0;
+	pid_t pid;
+
+	if (!mem || pipe(pfd) || pipe(go) || pipe(done))
+		return -1;
+	madvise(mem, VSU_LEN, MADV_NOHUGEPAGE);
+	memset(mem, 'A', VSU_LEN);
+	if (c == VSU_BEFORE_FORK && vsu_splice(mem, pfd))
+		return -1;
+	pid = cowpt_fork(flags);
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		if (c == VSU_CHILD) {
+			if (vsu_splice(mem, pfd) || munmap(mem, VSU_LEN))
+				_exit(100);
+			if (write(done[1], &t, 1) != 1 || read(go[0], &t, 1) != 1)
+				_exit(100);
+			changed = vsu_changed(pfd);
+			_exit(changed < 0 ? 100 : changed > 0);
+		}
+		/* wait until the parent has unmapped, then write */
+		if (read(go[0], &t, 1) != 1)
+			_exit(100);
+		memset(mem, 'B', VSU_LEN);
+		_exit(write(done[1], &t, 1) != 1 ? 100 : 0);
+	}
+	if (c == VSU_CHILD) {
+		if (read(done[0], &t, 1) != 1)
+			return -1;
+		memset(mem, 'B', VSU_LEN);
+		if (write(go[1], &t, 1) != 1)
+			return -1;
+		changed = wait_code(pid);
+		return changed == 100 ? -1 : changed;
+	}
+	if (c == VSU_PARENT_AFTER && vsu_splice(mem, pfd))
+		return -1;
+	if (munmap(mem, VSU_LEN) || write(go[1], &t, 1) != 1 ||
+	    read(done[0], &t, 1) != 1 || wait_code(pid) != 0)
+		return -1;
+	return vsu_changed(pfd);
+}
+
+TEST(vmsplice_then_unmap)
+{
+	for (int c = VSU_BEFORE_FORK; c <= VSU_PARENT_AFTER; c++) {
+		long plain = vsu_run(c, 0), cow = vsu_run(c, CLONE_COW_PGTABLE);
+
+		if (cow < 0 && errno == EOPNOTSUPP)
+			SKIP(return, "clone3(CLONE_COW_PGTABLE): EOPNOTSUPP (cow_pte_mode off)");
+		TH_LOG("%s: plain fork %ld, CoW fork %ld bytes changed",
+		       vsu_name[c], plain, cow);
+		ASSERT_EQ(0, plain);
+		EXPECT_EQ(0, cow);
+	}
+}
+
 TEST_HARNESS_MAIN
