@@ -18,79 +18,14 @@
  * Times are CLOCK_MONOTONIC wall clock; median, min and max are reported.
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <getopt.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <cowpt.h>
+#include "bench_util.h"
 
-#define SZ_2M		(2UL << 20)
-#define PAGE_4K		4096UL
-#define MAX_SIZES	64
-#define MAX_REPS	100000
-#define MAX_MIB		(1L << 20)	/* 1 TiB */
+#define MAX_SIZES	MAX_LIST
 
-enum { MODE_PLAIN, MODE_COW, NR_MODES };
 enum { MET_FORK, MET_FULL, NR_METRICS };
 
-static const char *const mode_name[NR_MODES] = { "plain", "cow" };
 static const char *const metric_name[NR_METRICS] = { "fork", "fork_exit_wait" };
-
-static const char *prog = "forkbench";
-
-struct stats {
-	double median, min, max;
-};
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Sorts v in place.  Median of an even count is the mean of the middle two. */
-static struct stats summarize(double *v, int n)
-{
-	struct stats s;
-
-	qsort(v, n, sizeof(*v), cmp_double);
-	s.min = v[0];
-	s.max = v[n - 1];
-	s.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-	return s;
-}
-
-static const char *errno_name(int err)
-{
-	switch (err) {
-	case EINVAL:	return "EINVAL";
-	case EOPNOTSUPP:	return "EOPNOTSUPP";
-	case ENOSYS:	return "ENOSYS";
-	case ENOMEM:	return "ENOMEM";
-	case EAGAIN:	return "EAGAIN";
-	case EPERM:	return "EPERM";
-	case E2BIG:	return "E2BIG";
-	case EFAULT:	return "EFAULT";
-	default:	return "errno";
-	}
-}
 
 static void usage(FILE *f)
 {
@@ -136,130 +71,13 @@ static void usage(FILE *f)
 "  fork SIZE MiB: plain P ms                        (--modes plain)\n"
 "  fork SIZE MiB: cow C ms                          (--modes cow)\n"
 "\n"
-"Exit status: 0 success, 1 runtime failure, 2 bad arguments or CoW fork\n"
-"not available.\n",
+"Check: the CoW forks of a size (4 KiB pages) must have shared every PTE\n"
+"table of the region (/proc/vmstat cow_pte_shared); if not (a process that\n"
+"has had pages pinned never shares) forkbench fails rather than report\n"
+"copying forks as CoW forks.\n"
+"Exit status: 0 success, 1 runtime failure or failed check, 2 bad arguments\n"
+"or CoW fork not available.\n",
 		prog, (int)strlen(prog), "", MAX_MIB, MAX_REPS);
-}
-
-static void __attribute__((noreturn, format(printf, 1, 2))) bad_arg(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n(try %s --help)\n", prog);
-	exit(2);
-}
-
-static long parse_long(const char *s, long lo, long hi, const char *what)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (!*s || *end || errno || v < lo || v > hi)
-		bad_arg("bad %s '%s': want an integer in %ld..%ld", what, s, lo, hi);
-	return v;
-}
-
-static int parse_sizes(const char *arg, long *sizes)
-{
-	char *copy = strdup(arg), *save, *tok;
-	int n = 0;
-
-	if (!copy) {
-		perror("strdup");
-		exit(1);
-	}
-	if (!*arg || arg[0] == ',' || arg[strlen(arg) - 1] == ',' || strstr(arg, ",,"))
-		bad_arg("bad --sizes '%s': want a comma-separated list of MiB", arg);
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (n == MAX_SIZES)
-			bad_arg("too many --sizes (at most %d)", MAX_SIZES);
-		sizes[n++] = parse_long(tok, 1, MAX_MIB, "size (MiB)");
-	}
-	free(copy);
-	return n;
-}
-
-static unsigned int parse_modes(const char *arg)
-{
-	char *copy = strdup(arg), *save, *tok;
-	unsigned int mask = 0;
-
-	if (!copy) {
-		perror("strdup");
-		exit(1);
-	}
-	if (!*arg || arg[0] == ',' || arg[strlen(arg) - 1] == ',' || strstr(arg, ",,"))
-		bad_arg("bad --modes '%s': want plain, cow or plain,cow", arg);
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (!strcmp(tok, "plain"))
-			mask |= 1u << MODE_PLAIN;
-		else if (!strcmp(tok, "cow"))
-			mask |= 1u << MODE_COW;
-		else
-			bad_arg("bad mode '%s' in --modes: want plain or cow", tok);
-	}
-	free(copy);
-	return mask;
-}
-
-/* Exits: 2 if the CoW fork is not available, 1 for any other failure. */
-static void __attribute__((noreturn)) fork_failed(int mode, int err)
-{
-	if (mode == MODE_PLAIN) {
-		fprintf(stderr, "%s: fork: %s (%s)\n", prog, errno_name(err), strerror(err));
-		exit(1);
-	}
-	fprintf(stderr, "%s: clone3(CLONE_COW_PGTABLE) failed: %s (%s)",
-		prog, errno_name(err), strerror(err));
-	switch (err) {
-	case EINVAL:
-		fprintf(stderr, ": the running kernel does not support CoW page tables"
-			" (no CONFIG_COW_PTE)");
-		break;
-	case EOPNOTSUPP:
-		fprintf(stderr, ": CoW page tables are disabled (%s is \"off\";"
-			" write opt-in or always to it)", COWPT_MODE_PATH);
-		break;
-	case ENOSYS:
-		fprintf(stderr, ": the running kernel has no clone3()");
-		break;
-	default:
-		fprintf(stderr, "\n");
-		exit(1);
-	}
-	fprintf(stderr, ".\n%s: no fallback to plain fork; use --modes plain to"
-		" measure plain fork only.\n", prog);
-	exit(2);
-}
-
-static pid_t do_fork(int mode)
-{
-	return cowpt_fork(mode == MODE_COW ? CLONE_COW_PGTABLE : 0);
-}
-
-static void reap(pid_t pid)
-{
-	int status;
-	pid_t r;
-
-	do
-		r = waitpid(pid, &status, 0);
-	while (r < 0 && errno == EINTR);
-	if (r != pid) {
-		fprintf(stderr, "%s: waitpid: %s\n", prog, strerror(errno));
-		exit(1);
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		fprintf(stderr, "%s: child did not exit cleanly (status 0x%x)\n",
-			prog, status);
-		exit(1);
-	}
 }
 
 /* The fork call alone, parent side; the child lives until it is timed. */
@@ -269,25 +87,13 @@ static double time_fork(int mode)
 	double t0, t1;
 	pid_t pid;
 
-	if (pipe(pfd)) {
-		fprintf(stderr, "%s: pipe: %s\n", prog, strerror(errno));
-		exit(1);
-	}
+	if (pipe(pfd))
+		die_errno("pipe");
 	t0 = now_ms();
 	pid = do_fork(mode);
-	if (pid < 0) {
-		int err = errno;
-
-		close(pfd[0]);
-		close(pfd[1]);
-		fork_failed(mode, err);
-	}
 	if (!pid) {
-		char c;
-
 		close(pfd[1]);
-		while (read(pfd[0], &c, 1) < 0 && errno == EINTR)
-			;
+		wait_fd(pfd[0]);
 		_exit(0);
 	}
 	t1 = now_ms();
@@ -295,64 +101,6 @@ static double time_fork(int mode)
 	close(pfd[1]);		/* EOF: the child exits */
 	reap(pid);
 	return t1 - t0;
-}
-
-/* fork, immediate _exit(0) in the child, waitpid in the parent. */
-static double time_fork_exit_wait(int mode)
-{
-	double t0 = now_ms();
-	pid_t pid = do_fork(mode);
-
-	if (pid < 0)
-		fork_failed(mode, errno);
-	if (!pid)
-		_exit(0);
-	reap(pid);
-	return now_ms() - t0;
-}
-
-static void touch(char *p, size_t len)
-{
-	for (size_t off = 0; off < len; off += PAGE_4K)
-		((volatile char *)p)[off] = (char)(off >> 12) | 1;
-}
-
-/* len bytes of private anonymous memory at a 2 MiB aligned address. */
-static char *map_aligned(size_t len)
-{
-	size_t span = len + SZ_2M;
-	char *raw, *p;
-	size_t head, tail;
-
-	raw = mmap(NULL, span, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw == MAP_FAILED)
-		return NULL;
-	p = (char *)(((uintptr_t)raw + SZ_2M - 1) & ~(uintptr_t)(SZ_2M - 1));
-	head = p - raw;
-	tail = span - head - len;
-	if (head)
-		munmap(raw, head);
-	if (tail)
-		munmap(p + len, tail);
-	return p;
-}
-
-static void print_mode(void)
-{
-	char buf[64] = "";
-	FILE *f = fopen(COWPT_MODE_PATH, "r");
-
-	if (f) {
-		if (!fgets(buf, sizeof(buf), f))
-			buf[0] = 0;
-		fclose(f);
-		buf[strcspn(buf, "\n")] = 0;
-	}
-	printf("# cow_pte_mode: %s\n", f ? buf : "(absent: kernel without CoW page tables)");
-	if (f && !strcmp(buf, "always"))
-		fprintf(stderr, "%s: warning: cow_pte_mode is \"always\": plain fork()"
-			" shares page tables too, so plain is not a stock baseline\n", prog);
 }
 
 int main(int argc, char **argv)
@@ -376,68 +124,34 @@ int main(int argc, char **argv)
 	double *samples[NR_MODES][NR_METRICS];
 	FILE *csv = NULL;
 
-	if (argv[0] && *argv[0]) {
-		const char *slash = strrchr(argv[0], '/');
-
-		prog = slash ? slash + 1 : argv[0];
-	}
+	set_prog(argv[0], "forkbench");
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'm': modes = parse_modes(optarg); break;
+		case 'm': modes = parse_mask("--modes", optarg, mode_name, NR_MODES); break;
 		case 's': nsizes = parse_sizes(optarg, sizes); break;
 		case 'r': reps = parse_long(optarg, 1, MAX_REPS, "--reps"); break;
 		case 't': thp = 1; break;
 		case 'R': retouch = 1; break;
 		case 'c': csv_path = optarg; break;
 		case 'h': usage(stdout); return 0;
-		case ':': bad_arg("option '%s' needs an argument", argv[optind - 1]);
-		default:
-			if (optopt)
-				bad_arg("unknown option '-%c'", optopt);
-			bad_arg("unknown option '%s'", argv[optind - 1]);
+		default: bad_option(opt, argv);
 		}
 	}
-	if (optind < argc)
-		bad_arg("unexpected argument '%s'", argv[optind]);
+	no_operands(argc, argv);
 
 	for (int m = 0; m < NR_MODES; m++)
-		for (int k = 0; k < NR_METRICS; k++) {
-			samples[m][k] = calloc(reps, sizeof(double));
-			if (!samples[m][k]) {
-				perror("calloc");
-				return 1;
-			}
-		}
+		for (int k = 0; k < NR_METRICS; k++)
+			samples[m][k] = xcalloc(reps, sizeof(double));
+	csv = csv_open(csv_path, "size_mib,mode,metric,median_ms,min_ms,max_ms,reps");
 
-	if (csv_path) {
-		csv = fopen(csv_path, "w");
-		if (!csv) {
-			fprintf(stderr, "%s: %s: %s\n", prog, csv_path, strerror(errno));
-			return 1;
-		}
-		fprintf(csv, "size_mib,mode,metric,median_ms,min_ms,max_ms,reps\n");
-	}
-
-	print_mode();
-	fflush(stdout);
-	/* Fail early, before mapping gigabytes, if the CoW fork is unavailable. */
-	if (modes & (1u << MODE_COW))
-		time_fork_exit_wait(MODE_COW);
+	start_report(modes);
 
 	for (int i = 0; i < nsizes; i++) {
 		long mib = sizes[i];
 		size_t len = (size_t)mib << 20;
-		char *p = map_aligned(len);
-
-		if (!p) {
-			fprintf(stderr, "%s: mmap %ld MiB: %s\n", prog, mib, strerror(errno));
-			return 1;
-		}
-		if (madvise(p, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE))
-			fprintf(stderr, "%s: warning: madvise(%s): %s\n", prog,
-				thp ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE", strerror(errno));
-		touch(p, len);
+		char *p = map_region(mib, thp);
+		long shared0 = cow_pte_shared_count();
 
 		for (int r = 0; r < reps; r++) {
 			for (int m = 0; m < NR_MODES; m++) {
@@ -448,10 +162,13 @@ int main(int argc, char **argv)
 				samples[m][MET_FORK][r] = time_fork(m);
 				if (retouch)
 					touch(p, len);
-				samples[m][MET_FULL][r] = time_fork_exit_wait(m);
+				samples[m][MET_FULL][r] = fork_exit_wait(m);
 			}
 		}
 
+		/* two CoW forks per repetition, each sharing every table */
+		if ((modes & (1u << MODE_COW)) && !thp)
+			check_shared(shared0, 2L * reps * (long)(len / SZ_2M), "forkbench");
 		for (int m = 0; m < NR_MODES; m++) {
 			if (!(modes & (1u << m)))
 				continue;
@@ -496,9 +213,6 @@ int main(int argc, char **argv)
 		}
 	}
 
-	if (csv && fclose(csv)) {
-		fprintf(stderr, "%s: %s: %s\n", prog, csv_path, strerror(errno));
-		return 1;
-	}
+	csv_close(csv, csv_path);
 	return 0;
 }
