@@ -42,7 +42,7 @@ PACKAGES := linux-source-6.12 qemu-system-x86 busybox-static gcc make flex \
 VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
 
 .PHONY: all help deps source kernel kernel-bench kernel-stock tools selftests \
-	test soak vm bench bench-stock check export-series bisect-check clean distclean
+	test soak vm bench bench-stock bench-icount check export-series bisect-check clean distclean
 
 all: test
 
@@ -54,6 +54,7 @@ help:
 	@echo "  make kernel-bench  build the bench kernel (build/kernel-bench)"
 	@echo "  make kernel-stock  build the unpatched kernel with the bench config"
 	@echo "  make bench-stock   plain fork in the unpatched kernel, for the no-regression table"
+	@echo "  make bench-icount  plain fork, cowpt vs unpatched kernel, instruction-counted boots"
 	@echo "  make selftests     build selftests/ and the kernel's mm selftests"
 	@echo "  make tools         build tools/*.c (cowpt-run) into build/bin"
 	@echo "  make soak SOAK=S   cow_pte_fuzz for S seconds in cow_pte=always (default 1800)"
@@ -208,6 +209,33 @@ bench-stock: kernel-stock
 		--mode $(BENCH_MODE) $(BENCH_ARGS)
 	@mkdir -p $(TOP)/results
 	@cp $(BUILD)/bench-stock-run/results/*.csv $(BUILD)/bench-stock-run/results/*.txt $(TOP)/results/
+	@$(TOP)/benchmarks/summary.sh $(TOP)/results
+
+# Plain fork (a process that did not opt in) in the cowpt and the unpatched
+# kernel, compared to a fraction of a percent: wall time under TCG varies by
+# several percent between boots, so these boots run under QEMU -icount,
+# where guest time counts guest instructions.  ICOUNT_BOOTS boots of each
+# kernel, alternating; results/icount-vs-stock.csv and the summary's table.
+ICOUNT_BOOTS ?= 2
+ICOUNT_SIZES ?= 1,64,256,1024
+ICOUNT_ARGS ?= --reps 7
+ICOUNT_OUT := $(BUILD)/icount-run
+bench-icount: kernel-bench kernel-stock tools
+	@$(MAKE) -s -C benchmarks OUT=$(BUILD)/benchmarks KHDR=$(KBENCH)/usr/include
+	@rm -rf $(ICOUNT_OUT); mkdir -p $(TOP)/results
+	@rm -f $(TOP)/results/forkbench-icount-*.csv
+	@set -e; for b in $$(seq 1 $(ICOUNT_BOOTS)); do for k in stock cowpt; do \
+		case $$k in stock) kdir=$(KSTOCK) ;; *) kdir=$(KBENCH) ;; esac; \
+		echo "bench-icount: boot $$b of $(ICOUNT_BOOTS), $$k kernel, -icount shift=0, 1 vCPU"; \
+		$(TOOLS)/vm-run --icount 0 --smp 1 --mem 3G --timeout 3600 \
+			--kernel $$kdir/arch/x86/boot/bzImage --out $(ICOUNT_OUT)/$$k-$$b \
+			-- $(TOP)/benchmarks/bench-suite.sh --plain-only icount-$$k-$$b \
+			--bin $(BUILD)/benchmarks --sizes $(ICOUNT_SIZES) --thp-sizes 1024 \
+			--skip touch,redis,kvsnap $(ICOUNT_ARGS); \
+		cp $(ICOUNT_OUT)/$$k-$$b/results/forkbench-icount-$$k-$$b.csv \
+			$(ICOUNT_OUT)/$$k-$$b/results/forkbench-icount-$$k-$$b-thp.csv $(TOP)/results/; \
+	done; done
+	@$(TOP)/benchmarks/icount-compare.sh $(TOP)/results
 	@$(TOP)/benchmarks/summary.sh $(TOP)/results
 
 # ---------------------------------------------------------------- series

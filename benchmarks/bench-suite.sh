@@ -17,7 +17,8 @@ prog=$(basename "$0")
 usage() {
 	cat <<EOF
 usage: $prog --bin DIR --out DIR [--mode quick|full] [--sizes MIB,...]
-       [--reps N] [--skip NAME,...] [--stock]
+       [--reps N] [--skip NAME,...] [--thp-sizes MIB,...]
+       [--stock | --plain-only TAG]
 
 Run the cowpt benchmark suite in this (guest) kernel and write into OUT:
   forkbench.csv       fork latency vs touched 4 KiB memory, plain and cow
@@ -53,6 +54,13 @@ Run the cowpt benchmark suite in this (guest) kernel and write into OUT:
                 forkbench sizes and the THP control (forkbench-stock.csv,
                 forkbench-stock-thp.csv), to compare with the plain forks
                 of the cowpt kernel (a process that did not opt in)
+  --plain-only TAG
+                run only plain fork, the forkbench sizes and the THP
+                control, into forkbench-TAG.csv and forkbench-TAG-thp.csv
+                (TAG: letters, digits, '-'); on any kernel.  make
+                bench-icount uses it to measure plain fork in the cowpt and
+                the stock kernel in instruction-counted boots
+  --thp-sizes LIST  THP control sizes instead of the mode's
   -h, --help    this text
 
 Progress goes to stderr, one line per step.  Exit status: 0 if every
@@ -66,13 +74,16 @@ bad_arg() {
 	exit 2
 }
 
-bin='' out='' mode=quick sizes='' reps='' skip='' stock=0
+bin='' out='' mode=quick sizes='' reps='' skip='' stock=0 plain_tag=''
+thp_sizes_arg=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	-h | --help) usage; exit 0 ;;
 	--stock) stock=1; shift; continue ;;
-	--bin | --out | --mode | --sizes | --reps | --skip)
+	--bin | --out | --mode | --sizes | --reps | --skip | --plain-only | --thp-sizes)
 		[ $# -ge 2 ] || bad_arg "option '$1' needs an argument" ;;&
+	--plain-only) plain_tag=$2 ;;
+	--thp-sizes) thp_sizes_arg=$2 ;;
 	--bin) bin=$2 ;;
 	--out) out=$2 ;;
 	--mode) mode=$2 ;;
@@ -90,6 +101,9 @@ for p in forkbench touchbench kvsnap; do
 done
 [[ $reps =~ ^([1-9][0-9]{0,3})?$ ]] || bad_arg "bad --reps '$reps'"
 [[ $sizes =~ ^([0-9]+(,[0-9]+)*)?$ ]] || bad_arg "bad --sizes '$sizes'"
+[[ $thp_sizes_arg =~ ^([0-9]+(,[0-9]+)*)?$ ]] || bad_arg "bad --thp-sizes '$thp_sizes_arg'"
+[[ $plain_tag =~ ^[A-Za-z0-9-]*$ ]] || bad_arg "bad --plain-only '$plain_tag': letters, digits and '-'"
+[ $stock = 0 ] || [ -z "$plain_tag" ] || bad_arg "--stock and --plain-only exclude each other"
 names='(fork|thp|touch|redis|kvsnap)'
 [[ $skip =~ ^($names(,$names)*)?$ ]] ||
 	bad_arg "bad --skip '$skip': want a list of fork,thp,touch,redis,kvsnap"
@@ -115,6 +129,11 @@ full)
 	redis_reps=3 kv_sizes=1024,4096 ;;
 *) bad_arg "bad --mode '$mode': want quick or full" ;;
 esac
+[ -z "$thp_sizes_arg" ] || thp_sizes=$thp_sizes_arg
+for s in ${thp_sizes//,/ }; do
+	[ $((s + s / 8 + 512)) -le "$mem_mib" ] ||
+		bad_arg "THP size $s MiB does not fit in the guest's $mem_mib MiB"
+done
 for s in ${sizes//,/ }; do
 	[ $((s + s / 8 + 512)) -le "$mem_mib" ] ||
 		bad_arg "size $s MiB does not fit in the guest's $mem_mib MiB"
@@ -138,16 +157,22 @@ progress() {
 }
 
 perf_events=task-clock,page-faults,context-switches,cpu-migrations
-# run NAME CMD...: CMD under perf stat, its output also in OUT/NAME.log
+# What of a benchmark's output is shown while it runs: its result lines,
+# and the per-run lines of the long ones (Redis calibration and runs).
+progress_re='^(fork|touch|redis|kvsnap) |^# calibration |^[0-9]+ MiB [a-z]+ rep [0-9]+:'
+# run NAME CMD...: CMD under perf stat, its output in OUT/NAME.log and its
+# progress lines on stderr as they come
 run() {
-	local name=$1
+	local name=$1 rc
 
 	shift
-	if perf stat -x, -e "$perf_events" -o "$out/perf-$name.csv" -- "$@" \
-		>"$out/$name.log" 2>&1; then
-		grep -E '^(fork|touch|redis|kvsnap) ' "$out/$name.log" >&2 || true
-	else
-		echo "bench: $name failed (exit $?); its log:" >&2
+	set +e
+	perf stat -x, -e "$perf_events" -o "$out/perf-$name.csv" -- "$@" 2>&1 |
+		tee "$out/$name.log" | grep --line-buffered -E "$progress_re" >&2
+	rc=${PIPESTATUS[0]}
+	set -e
+	if [ "$rc" != 0 ]; then
+		echo "bench: $name failed (exit $rc); its log:" >&2
 		tail -n 20 "$out/$name.log" >&2
 		failed=1
 	fi
@@ -174,7 +199,13 @@ if [ $stock = 1 ]; then
 	if [ -e /proc/sys/vm/cow_pte_mode ]; then
 		bad_arg "--stock, but this kernel has cowpt (/proc/sys/vm/cow_pte_mode)"
 	fi
-	fb_modes=plain tag=-stock
+	plain_tag=stock
+fi
+if [ -n "$plain_tag" ]; then
+	if [ "$(cat /proc/sys/vm/cow_pte_mode 2>/dev/null)" = always ]; then
+		bad_arg "--plain-only: cow_pte_mode is always, plain forks would share"
+	fi
+	fb_modes=plain tag=-$plain_tag
 	skip=${skip:+$skip,}touch,redis,kvsnap
 fi
 

@@ -27,7 +27,11 @@ Write RESULTS_DIR/summary.md (default RESULTS_DIR: $(cd "$here/.." && pwd)/resul
     cow, ratio plain/cow
   - touchbench.csv: fork and fork + touch total medians per size, toucher,
     pattern and touch percentage, ratio cow/plain total (goal: at most 1.1
-    at 100%), the child's VmPTE and the PageTables change
+    at 100%), the touch phase's page faults and CPU time (perf software
+    events), the child's VmPTE and the PageTables change
+  - icount-vs-stock.csv (written by icount-compare.sh from the
+    forkbench-icount-*.csv of make bench-icount): plain fork, cowpt
+    kernel vs stock, instruction-counted
   - redis-bgsave.csv ("median" rows): latest_fork_usec plain, cow, ratio
     plain/cow, SET and GET p99 during BGSAVE, BGSAVE time, cow_pte_shared
   - the PNG plots of plot.sh that exist in RESULTS_DIR
@@ -217,12 +221,20 @@ trap 'rm -f "$tmp_info" "$results/summary.md.tmp"' EXIT
 		"As above, with MADV_HUGEPAGE memory." 1 2 "size (MiB)" \
 		"stock fork=stock/fork:1;cowpt fork=cowpt/fork:1;cowpt/stock=ratio:cowpt/fork:1:stock/fork:1;stock fork+exit+wait=stock/fork_exit_wait:1;cowpt fork+exit+wait=cowpt/fork_exit_wait:1;cowpt/stock (fork+exit+wait)=ratio:cowpt/fork_exit_wait:1:stock/fork_exit_wait:1" \
 		1 size_mib mode metric median_ms
+	if compgen -G "$results/forkbench-icount-*.csv" >/dev/null; then
+		"$here/icount-compare.sh" "$results" >/dev/null || failed=1
+	fi
+	section "Plain fork, cowpt kernel vs stock 6.12, instruction-counted (make bench-icount)" icount-vs-stock.csv \
+		"Boots under QEMU -icount shift=0 (1 vCPU), alternating stock and cowpt: guest time counts guest instructions (1 ns each), so this compares the work fork does, not host wall time; it does not see cache or TLB effects. Per kernel: mean over boots of each boot's median (ms), spread = (max - min) / mean of the boot medians, %. cowpt/stock above 1 is a regression; the goal is within 1%." \
+		3 1 "pages;size (MiB);metric" \
+		"stock=icount:1;stock spread %=icount:2;cowpt=icount:3;cowpt spread %=icount:4;cowpt/stock=icount:5;boots (stock+cowpt)=icount:6" \
+		1 pages size_mib metric group stock_ms stock_spread_pct cowpt_ms cowpt_spread_pct cowpt_over_stock boots
 	perf_table
 	section "Deferred cost: fork + writes after it (touchbench)" touchbench.csv \
-		"Medians in ms; ratio = cow / plain total (fork + touch), the goal is at most 1.1 at 100%. VmPTE: the child's, after the touch phase; PageTables: system-wide change, kB." \
+		"Medians in ms; ratio = cow / plain total (fork + touch), the goal is at most 1.1 at 100%. VmPTE: the child's, after the touch phase; PageTables: system-wide change, kB. faults, touch CPU: perf software events (page-faults, task-clock in ms) of the process that wrote, touch phase only." \
 		4 1 "size (MiB);who writes;pattern;touch %" \
-		"plain fork=plain:1;cow fork=cow:1;plain total=plain:2;cow total=cow:2;cow/plain=ratio:cow:2:plain:2;plain VmPTE=plain:3;cow VmPTE=cow:3;plain PageTables=plain:4;cow PageTables=cow:4" \
-		1 size_mib who pattern touch_pct mode fork_median_ms total_median_ms child_vmpte_kb sys_pagetables_kb \
+		"plain fork=plain:1;cow fork=cow:1;plain total=plain:2;cow total=cow:2;cow/plain=ratio:cow:2:plain:2;plain faults=plain:5;cow faults=cow:5;plain touch CPU=plain:6;cow touch CPU=cow:6;plain VmPTE=plain:3;cow VmPTE=cow:3;plain PageTables=plain:4;cow PageTables=cow:4" \
+		1 size_mib who pattern touch_pct mode fork_median_ms total_median_ms child_vmpte_kb sys_pagetables_kb touch_faults touch_cpu_ms \
 		-- "${touch_pngs[@]}" touch-ratio.png
 	section "Redis BGSAVE (redis-bgsave.sh)" redis-bgsave.csv \
 		"Medians over the runs: fork = latest_fork_usec (us), ratio = plain / cow; p99 (ms) of the SET and GET runs during BGSAVE; BGSAVE in s; cow_pte_shared: /proc/vmstat delta during the save (NA: kernel without cowpt)." \
@@ -234,7 +246,8 @@ trap 'rm -f "$tmp_info" "$results/summary.md.tmp"' EXIT
 		"4 closed-loop clients, 50% SETs of 1 KiB values, 5 snapshots per run (the child writes the whole store to a file). fork: the snapshot fork call in the serving process (median, us); request latency (us) of requests sent during a snapshot and outside them; cow_pte_shared: /proc/vmstat delta of the run." \
 		1 1 "size (MiB)" \
 		"plain fork=plain:1;cow fork=cow:1;plain/cow=ratio:plain:1:cow:1;plain p99 during=plain:3;cow p99 during=cow:3;plain max during=plain:4;cow max during=cow:4;plain p99 outside=plain:5;cow p99 outside=cow:5;plain snapshot ms=plain:2;cow snapshot ms=cow:2;cow cow_pte_shared=cow:6" \
-		1 mib mode fork_median_us snap_median_ms during_p99_us during_max_us outside_p99_us cow_pte_shared
+		1 mib mode fork_median_us snap_median_ms during_p99_us during_max_us outside_p99_us cow_pte_shared \
+		-- kvsnap-fork.png kvsnap-latency.png
 } >"$results/summary.md.tmp"
 if [ $found = 0 ]; then
 	echo "$prog: no forkbench.csv, touchbench.csv or redis-bgsave.csv in $results" >&2
