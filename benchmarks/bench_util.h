@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/perf_event.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -299,6 +301,58 @@ static inline void wait_fd(int fd)
 
 	while (read(fd, &c, 1) < 0 && errno == EINTR)
 		;
+}
+
+/*
+ * Software event counters of the calling thread only (no inherit: a forked
+ * child opens its own): task-clock (ns on CPU) and page-faults.  They count
+ * kernel work too, which needs root or perf_event_paranoid <= 1: failing to
+ * open them is fatal, so a run never reports numbers it did not measure.
+ */
+enum { SW_TASK_CLOCK, SW_PAGE_FAULTS, NR_SW };
+
+struct sw_counters {
+	int fd[NR_SW];
+};
+
+static inline void sw_open(struct sw_counters *c)
+{
+	static const unsigned long long config[NR_SW] = {
+		[SW_TASK_CLOCK]		= PERF_COUNT_SW_TASK_CLOCK,
+		[SW_PAGE_FAULTS]	= PERF_COUNT_SW_PAGE_FAULTS,
+	};
+
+	for (int i = 0; i < NR_SW; i++) {
+		struct perf_event_attr a = {
+			.type	= PERF_TYPE_SOFTWARE,
+			.size	= sizeof(a),
+			.config	= config[i],
+		};
+
+		c->fd[i] = syscall(__NR_perf_event_open, &a, 0, -1, -1,
+				   PERF_FLAG_FD_CLOEXEC);
+		if (c->fd[i] < 0)
+			die_errno("perf_event_open of a software event (needs root or "
+				  "/proc/sys/kernel/perf_event_paranoid <= 1)");
+	}
+}
+
+/* The counters' values: task-clock in ms, page-faults as a count. */
+static inline void sw_read(const struct sw_counters *c, double *v)
+{
+	for (int i = 0; i < NR_SW; i++) {
+		uint64_t n;
+
+		if (read(c->fd[i], &n, sizeof(n)) != sizeof(n))
+			die_errno("read of a perf counter");
+		v[i] = i == SW_TASK_CLOCK ? n / 1e6 : (double)n;
+	}
+}
+
+static inline void sw_close(struct sw_counters *c)
+{
+	for (int i = 0; i < NR_SW; i++)
+		close(c->fd[i]);
 }
 
 /* Writes every 4 KiB page of p[len]. */

@@ -7,6 +7,8 @@
 #   touch-ratio.png           touchbench.csv: cow/plain total vs touch %
 #   redis-fork.png            redis-bgsave.csv: latest_fork_usec vs size
 #   redis-p99.png             redis-bgsave.csv: p99 during BGSAVE vs size
+#   kvsnap-fork.png           kvsnap.csv: snapshot fork latency vs size
+#   kvsnap-latency.png        kvsnap.csv: request p99 during/outside snapshots
 # A missing CSV skips its plots, with a message.
 
 set -eu
@@ -32,6 +34,9 @@ else png):
   redis-bgsave.csv  -> redis-fork.png (latest_fork_usec vs size) and
                        redis-p99.png (SET and GET p99 during BGSAVE vs size),
                        from its "median" rows
+  kvsnap.csv        -> kvsnap-fork.png (snapshot fork median vs size) and
+                       kvsnap-latency.png (request p99 during and outside
+                       snapshots vs size)
 A missing CSV skips its plots, with a message.  Exit status: 0 if every
 plot of the CSVs found was made, 1 if none was found or one failed, 2 on
 bad arguments or without gnuplot.
@@ -109,11 +114,11 @@ EOF
 	fi
 }
 
-# size_axis CSV: gnuplot settings for a log x axis of the CSV's size_mib
-# values, with a tic at each
+# size_axis CSV [COLUMN]: gnuplot settings for a log x axis of the CSV's
+# COLUMN (default size_mib) values, with a tic at each
 size_axis() {
 	printf 'set logscale x\nset autoscale xfix\nset offsets graph 0.05, graph 0.05, 0, 0\n'
-	printf 'set xtics (%s)\n' "$(csv_values "$1" size_mib | sort -gu | paste -sd, -)"
+	printf 'set xtics (%s)\n' "$(csv_values "$1" "${2:-size_mib}" | sort -gu | paste -sd, -)"
 }
 
 # eq COLUMN VALUE: the awk condition f["COLUMN"] == "VALUE"
@@ -217,11 +222,35 @@ set ylabel 'p99 (ms)'
 set yrange [0:*]" "${p[@]}"
 }
 
+plot_kvsnap() {
+	local csv=$results/kvsnap.csv m c=() p=()
+
+	have "$csv" "the kvsnap plots" mib mode fork_median_us during_p99_us outside_p99_us || return 0
+	for m in plain cow; do
+		series "kvsnap-$m" "$csv" "$(eq mode $m)" \
+			mib fork_median_us during_p99_us outside_p99_us || continue
+		c+=("'$tmp/kvsnap-$m.dat' using 1:2 with linespoints lc rgb '${color[$m]}' title '$m'")
+		p+=("'$tmp/kvsnap-$m.dat' using 1:(\$3/1000) with linespoints dt 1 lc rgb '${color[$m]}' title '$m, during snapshots'")
+		p+=("'$tmp/kvsnap-$m.dat' using 1:(\$4/1000) with linespoints dt 2 lc rgb '${color[$m]}' title '$m, outside snapshots'")
+	done
+	gp kvsnap-fork.png "$(size_axis "$csv" mib)
+set logscale y
+set title 'kvsnap snapshot fork, median (kvsnap)'
+set xlabel 'store size (MiB)'
+set ylabel 'us'" "${c[@]}"
+	gp kvsnap-latency.png "$(size_axis "$csv" mib)
+set title 'kvsnap request latency p99, during and outside snapshots (kvsnap)'
+set xlabel 'store size (MiB)'
+set ylabel 'p99 (ms)'
+set yrange [0:*]" "${p[@]}"
+}
+
 plot_fork
 plot_touch
 plot_redis
+plot_kvsnap
 if [ $found = 0 ]; then
-	echo "$prog: no forkbench.csv, touchbench.csv or redis-bgsave.csv in $results" >&2
+	echo "$prog: no forkbench.csv, touchbench.csv, redis-bgsave.csv or kvsnap.csv in $results" >&2
 	exit 1
 fi
 exit $failed

@@ -50,9 +50,19 @@
 
 enum { WHO_CHILD, WHO_PARENT, NR_WHO };
 enum { PAT_SPREAD, PAT_PREFIX, NR_PATTERNS };
-/* Per repetition: three times (ms), then two sizes (kB). */
+/*
+ * Per repetition: three wall times (ms), two sizes (kB), then the perf
+ * software events: CPU time of the fork call and of the touch phase (ms) and
+ * the touch phase's page faults, all of the process that did the work.
+ */
 enum { MET_FORK, MET_TOUCH, MET_TOTAL, NR_TIMES,
-       MET_VMPTE = NR_TIMES, MET_PGTABLES, NR_METRICS };
+       MET_VMPTE = NR_TIMES, MET_PGTABLES,
+       MET_FORK_CPU, MET_TOUCH_CPU, MET_TOUCH_FAULTS, NR_METRICS };
+
+/* What the touch phase measured, as the toucher reports it. */
+struct touch_result {
+	double ms, cpu_ms, faults;
+};
 
 static const char *const who_name[NR_WHO] = { "child", "parent" };
 static const char *const pattern_name[NR_PATTERNS] = { "spread", "prefix" };
@@ -98,6 +108,12 @@ static void usage(FILE *f)
 "  sys_pagetables_kb  /proc/meminfo PageTables after the touch phase minus\n"
 "                     before the fork (system-wide, child alive; exact only\n"
 "                     as root, who can fold the per-CPU counters first)\n"
+"  fork_cpu_ms, touch_cpu_ms, touch_faults\n"
+"                     perf software events (perf_event_open of the process\n"
+"                     doing the work, this thread only): task-clock of the\n"
+"                     fork call (parent) and of the touch phase (toucher),\n"
+"                     page-faults of the touch phase.  They need root or\n"
+"                     perf_event_paranoid <= 1: without them touchbench fails\n"
 "Times are CLOCK_MONOTONIC wall clock in ms.\n"
 "\n"
 "Options:\n"
@@ -126,14 +142,16 @@ static void usage(FILE *f)
 "                    fork_median_ms,fork_min_ms,fork_max_ms,\n"
 "                    touch_median_ms,touch_min_ms,touch_max_ms,\n"
 "                    total_median_ms,total_min_ms,total_max_ms,\n"
-"                    child_vmpte_kb,sys_pagetables_kb,reps\n"
-"                  (one line; the two kB columns are medians)\n"
+"                    child_vmpte_kb,sys_pagetables_kb,reps,\n"
+"                    fork_cpu_ms,touch_cpu_ms,touch_faults\n"
+"                  (one line; the kB and perf columns are medians)\n"
 "  -h, --help      this text\n"
 "\n"
 "Output: '# cow_pte_mode: ...', '# pattern: ...' and '# PageTables: ...'\n"
 "lines, one detail line per size, toucher, percentage and mode:\n"
 "  SIZE MiB MODE who=W pct=P: fork F ms, touch T ms, total S ms (medians;\n"
-"  total min A, max B); child VmPTE V kB, PageTables +D kB, tables touched X/Y\n"
+"  total min A, max B); child VmPTE V kB, PageTables +D kB, tables touched X/Y;\n"
+"  CPU fork C ms, touch U ms, touch faults N\n"
 "then, at the end, one line per size, toucher and percentage (medians):\n"
 "  touch SIZE MiB who=W pct=P: plain total T ms, cow total C ms, ratio R\n"
 "(R = C/T: the price of CoW page tables once the memory is written; with\n"
@@ -192,14 +210,25 @@ static size_t tables_of(const struct touch_plan *t)
 	return n;
 }
 
-/* The touch phase: one byte into each page of the plan; returns ms. */
-static double touch_phase(const struct touch_plan *t)
+/*
+ * The touch phase: one byte into each page of the plan, timed, and counted
+ * with the caller's software event counters.
+ */
+static struct touch_result touch_phase(const struct touch_plan *t,
+				       const struct sw_counters *sw)
 {
-	double t0 = now_ms();
+	double c0[NR_SW], c1[NR_SW], t0;
+	struct touch_result r;
 
+	sw_read(sw, c0);
+	t0 = now_ms();
 	for (size_t i = 0; i < t->k; i++)
 		((volatile char *)t->p)[page_of(t, i) * PAGE_4K] = (char)i | 2;
-	return now_ms() - t0;
+	r.ms = now_ms() - t0;
+	sw_read(sw, c1);
+	r.cpu_ms = c1[SW_TASK_CLOCK] - c0[SW_TASK_CLOCK];
+	r.faults = c1[SW_PAGE_FAULTS] - c0[SW_PAGE_FAULTS];
+	return r;
 }
 
 /* The "KEY: N kB" value of a /proc file such as status or meminfo. */
@@ -261,52 +290,61 @@ static long child_vmpte_kb(pid_t pid)
 }
 
 /*
- * The forked child: touches if it is the toucher and writes its time to up,
- * then stays alive until down reaches EOF.
+ * The forked child: touches if it is the toucher and writes what it
+ * measured to up, then stays alive until down reaches EOF.
  */
 static void __attribute__((noreturn))
 child_main(const struct touch_plan *t, int who, int up, int down)
 {
 	if (who == WHO_CHILD) {
-		double ms = touch_phase(t);
+		struct sw_counters sw;
+		struct touch_result r;
 
-		if (write(up, &ms, sizeof(ms)) != sizeof(ms))
+		sw_open(&sw);
+		r = touch_phase(t, &sw);
+		if (write(up, &r, sizeof(r)) != sizeof(r))
 			_exit(1);
 	}
 	wait_fd(down);
 	_exit(0);
 }
 
-/* The child's touch time from fd; exits if the child died first. */
-static double read_child_time(int fd)
+/* The child's touch result from fd; exits if the child died first. */
+static struct touch_result read_child_result(int fd)
 {
-	double ms;
+	struct touch_result r;
 	ssize_t n;
 
 	do
-		n = read(fd, &ms, sizeof(ms));
+		n = read(fd, &r, sizeof(r));
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		die_errno("read from child");
-	if (n != sizeof(ms)) {
+	if (n != sizeof(r)) {
 		fprintf(stderr, "%s: child exited before reporting its touch time\n", prog);
 		exit(1);
 	}
-	return ms;
+	return r;
 }
 
-/* One fork and touch phase; the region is rewritten first. */
-static void run_once(const struct touch_plan *t, int mode, int who, struct sample *s)
+/*
+ * One fork and touch phase; the region is rewritten first.  sw: the
+ * parent's counters.
+ */
+static void run_once(const struct touch_plan *t, int mode, int who,
+		     const struct sw_counters *sw, struct sample *s)
 {
-	int up[2], down[2];	/* child -> parent: touch time; parent -> child: EOF */
+	int up[2], down[2];	/* child -> parent: touch result; parent -> child: EOF */
+	double t0, c0[NR_SW], c1[NR_SW];
+	struct touch_result r;
 	long pt0;
-	double t0;
 	pid_t pid;
 
 	touch(t->p, t->npages * PAGE_4K);
 	if (pipe(up) || pipe(down))
 		die_errno("pipe");
 	pt0 = sys_pagetables_kb();
+	sw_read(sw, c0);
 	t0 = now_ms();
 	pid = do_fork(mode);
 	if (!pid) {
@@ -315,12 +353,17 @@ static void run_once(const struct touch_plan *t, int mode, int who, struct sampl
 		child_main(t, who, up[1], down[0]);
 	}
 	s->v[MET_FORK] = now_ms() - t0;
+	sw_read(sw, c1);
+	s->v[MET_FORK_CPU] = c1[SW_TASK_CLOCK] - c0[SW_TASK_CLOCK];
 	close(up[1]);
 	close(down[0]);
 	if (who == WHO_PARENT)
-		s->v[MET_TOUCH] = touch_phase(t);
+		r = touch_phase(t, sw);
 	else
-		s->v[MET_TOUCH] = read_child_time(up[0]);
+		r = read_child_result(up[0]);
+	s->v[MET_TOUCH] = r.ms;
+	s->v[MET_TOUCH_CPU] = r.cpu_ms;
+	s->v[MET_TOUCH_FAULTS] = r.faults;
 	s->v[MET_TOTAL] = s->v[MET_FORK] + s->v[MET_TOUCH];
 	s->v[MET_VMPTE] = child_vmpte_kb(pid);
 	s->v[MET_PGTABLES] = sys_pagetables_kb() - pt0;
@@ -368,20 +411,24 @@ static double report(FILE *csv, long mib, const struct cell *c, double pct,
 		st[k] = metric_stats(samples, reps, k, scratch);
 	printf("%ld MiB %s who=%s pct=%g: fork %.3f ms, touch %.3f ms, total %.3f ms"
 	       " (medians; total min %.3f, max %.3f); child VmPTE %.0f kB,"
-	       " PageTables %+.0f kB, tables touched %zu/%zu\n",
+	       " PageTables %+.0f kB, tables touched %zu/%zu; CPU fork %.3f ms,"
+	       " touch %.3f ms, touch faults %.0f\n",
 	       mib, mode_name[mode], who_name[who], pct,
 	       st[MET_FORK].median, st[MET_TOUCH].median, st[MET_TOTAL].median,
 	       st[MET_TOTAL].min, st[MET_TOTAL].max, st[MET_VMPTE].median,
 	       st[MET_PGTABLES].median, tables,
-	       (t->npages + PAGES_PER_TABLE - 1) / PAGES_PER_TABLE);
+	       (t->npages + PAGES_PER_TABLE - 1) / PAGES_PER_TABLE,
+	       st[MET_FORK_CPU].median, st[MET_TOUCH_CPU].median,
+	       st[MET_TOUCH_FAULTS].median);
 	if (csv) {
 		fprintf(csv, "%ld,%s,%s,%s,%g,%zu", mib, mode_name[mode],
 			who_name[who], pattern_name[t->pattern], pct, tables);
 		for (int k = 0; k < NR_TIMES; k++)
 			fprintf(csv, ",%.3f,%.3f,%.3f",
 				st[k].median, st[k].min, st[k].max);
-		fprintf(csv, ",%.0f,%.0f,%d\n", st[MET_VMPTE].median,
-			st[MET_PGTABLES].median, reps);
+		fprintf(csv, ",%.0f,%.0f,%d,%.3f,%.3f,%.0f\n", st[MET_VMPTE].median,
+			st[MET_PGTABLES].median, reps, st[MET_FORK_CPU].median,
+			st[MET_TOUCH_CPU].median, st[MET_TOUCH_FAULTS].median);
 	}
 	return st[MET_TOTAL].median;
 }
@@ -411,7 +458,8 @@ static char *csv_header(void)
 		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf),
 			 ",%s_median_ms,%s_min_ms,%s_max_ms",
 			 time_name[k], time_name[k], time_name[k]);
-	strcat(buf, ",child_vmpte_kb,sys_pagetables_kb,reps");
+	strcat(buf, ",child_vmpte_kb,sys_pagetables_kb,reps,fork_cpu_ms,"
+	       "touch_cpu_ms,touch_faults");
 	return buf;
 }
 
@@ -438,6 +486,7 @@ int main(int argc, char **argv)
 	const char *csv_path = NULL;
 	struct cell cells[NR_WHO * MAX_PCTS * NR_MODES];
 	struct sample *samples;
+	struct sw_counters sw;
 	double *scratch;
 	int ncells;
 	FILE *csv;
@@ -467,6 +516,7 @@ int main(int argc, char **argv)
 	samples = xcalloc((size_t)ncells * reps, sizeof(*samples));
 	scratch = xcalloc(reps, sizeof(*scratch));
 	csv = csv_open(csv_path, csv_header());
+	sw_open(&sw);
 
 	start_report(modes);
 	printf("# pattern: %s\n", pattern == PAT_SPREAD ?
@@ -490,7 +540,7 @@ int main(int argc, char **argv)
 		for (int r = 0; r < reps; r++)
 			for (int c = 0; c < ncells; c++) {
 				plan.k = pages_for(pcts[cells[c].pct], plan.npages);
-				run_once(&plan, cells[c].mode, cells[c].who,
+				run_once(&plan, cells[c].mode, cells[c].who, &sw,
 					 &samples[c * reps + r]);
 				cow_forks += cells[c].mode == MODE_COW;
 			}
@@ -515,6 +565,7 @@ int main(int argc, char **argv)
 			for (int p = 0; p < npcts && (whos >> w & 1); p++)
 				print_final(sizes[i], w, pcts[p], modes, final[i][w][p]);
 
+	sw_close(&sw);
 	csv_close(csv, csv_path);
 	return 0;
 }
