@@ -92,6 +92,7 @@
 #define READ_CHUNK	1024			/* pages per read command */
 #define MAX_OP_PAGES	1024			/* pages written by one op */
 #define MAX_GUP_PAGES	512
+#define MAX_SPLICE_PAGES 16			/* a default pipe's buffers */
 #define MAX_PROCS	32
 #define REPLY_TIMEOUT_S	60
 #define COORD		(-1)			/* parent: the coordinator */
@@ -315,7 +316,7 @@ enum cmd_type {
 	C_WRITE, C_READ, C_MMAP, C_MUNMAP, C_MREMAP, C_MPROTECT, C_MADVISE,
 	C_MLOCK, C_MUNLOCK, C_RWRITE, C_RREAD, C_FWRITE, C_FREAD, C_URING_REG,
 	C_URING_READ, C_URING_UNREG, C_UFFD_REG, C_UFFD_FILL, C_UFFD_UNREG,
-	C_FORK, C_EXIT, C_WAIT, C_THREAD, NR_CMDS,
+	C_FORK, C_EXIT, C_WAIT, C_THREAD, C_VMSPLICE, C_PIPE_READ, NR_CMDS,
 };
 
 static const char *const cmd_names[NR_CMDS] = {
@@ -323,7 +324,8 @@ static const char *const cmd_names[NR_CMDS] = {
 	"mlock", "munlock", "remote-write", "remote-read", "pwrite", "pread",
 	"io_uring_register_buffers", "IORING_OP_READ_FIXED",
 	"io_uring_unregister_buffers", "UFFDIO_REGISTER", "uffd-fill",
-	"UFFDIO_UNREGISTER", "fork", "exit", "waitpid", "thread",
+	"UFFDIO_UNREGISTER", "fork", "exit", "waitpid", "thread", "vmsplice",
+	"pipe read",
 };
 
 enum { GUP_VM, GUP_MEM };		/* process_vm_*v, /proc/PID/mem */
@@ -384,9 +386,11 @@ static int w_chan = -1;
 static struct io_uring w_ring;
 static bool w_ring_on;
 static int w_uffd = -1;
+static int w_pipe[2] = { -1, -1 };	/* what vmsplice gave, until read */
 static bool w_in_thread;
 static struct reply w_rep;
 static uint64_t w_page[WORDS] __attribute__((aligned(4096)));
+static uint64_t w_page_buf[MAX_SPLICE_PAGES * WORDS];
 
 static void w_result(struct reply *r, long ret)
 {
@@ -610,6 +614,47 @@ static void w_uring_unreg(const struct cmd *c, struct reply *r)
 	r->err = -ret;
 }
 
+/*
+ * vmsplice() the pages into a pipe without SPLICE_F_GIFT: the pipe holds
+ * references to the pages themselves (GUP without FOLL_PIN), the reference
+ * that fork's copy-on-write must not let another process's writes reach.
+ */
+static void w_vmsplice(const struct cmd *c, struct reply *r)
+{
+	struct iovec iov = { (void *)c->addr, c->len };
+
+	if (w_pipe[0] < 0 && pipe2(w_pipe, O_CLOEXEC)) {
+		w_result(r, -1);
+		return;
+	}
+	w_result(r, vmsplice(w_pipe[1], &iov, 1, SPLICE_F_NONBLOCK));
+}
+
+/* Read back what the pipe holds (c->len bytes) and report the tags. */
+static void w_pipe_read(const struct cmd *c, struct reply *r)
+{
+	uint64_t n = c->len / PG;
+	ssize_t got = 0, k;
+
+	if (w_pipe[0] < 0 || n > MAX_SPLICE_PAGES) {
+		r->ret = -1;
+		r->err = w_pipe[0] < 0 ? EBADF : E2BIG;
+		return;
+	}
+	while ((uint64_t)got < c->len) {
+		k = read(w_pipe[0], (char *)w_page_buf + got, c->len - got);
+		if (k <= 0)
+			break;
+		got += k;
+	}
+	w_result(r, got < (ssize_t)c->len ? -1 : got);
+	if (got == (ssize_t)c->len) {
+		for (uint64_t i = 0; i < n; i++)
+			r->tags[i] = page_tag((char *)w_page_buf + i * PG, r, i);
+		r->n = n;
+	}
+}
+
 /* A userfaultfd whose missing faults raise SIGBUS instead of blocking. */
 static int uffd_open(void)
 {
@@ -718,6 +763,8 @@ static const w_handler w_handlers[NR_CMDS] = {
 	[C_UFFD_FILL] = w_uffd_fill,
 	[C_UFFD_UNREG] = w_uffd_unreg,
 	[C_WAIT] = w_wait,
+	[C_VMSPLICE] = w_vmsplice,
+	[C_PIPE_READ] = w_pipe_read,
 };
 
 static void w_send(const struct reply *r)
@@ -754,9 +801,14 @@ static int w_recv(struct cmd *c, int *fd)
 	return 0;
 }
 
-/* In a new child: forget the parent's io_uring and userfaultfd. */
+/* In a new child: forget the parent's io_uring, userfaultfd and pipe. */
 static void w_child_reset(void)
 {
+	if (w_pipe[0] >= 0) {
+		close(w_pipe[0]);
+		close(w_pipe[1]);
+		w_pipe[0] = w_pipe[1] = -1;
+	}
 	if (w_ring_on) {
 		io_uring_queue_exit(&w_ring);
 		w_ring_on = false;
@@ -947,6 +999,7 @@ struct worker {
 	int parent;		/* worker id or COORD */
 	int nreg;
 	uint64_t ur_s, ur_e;	/* io_uring fixed buffer (pages), s == e: none */
+	struct splice *sp;	/* pages in the worker's pipe, or NULL */
 	uint64_t *tag;		/* per arena page */
 	uint8_t *st;		/* per arena page: ST_* */
 	struct region reg[MAX_REGIONS];
@@ -1116,6 +1169,22 @@ struct expect {
 	bool skip;
 };
 
+/*
+ * The pages a worker vmsplice()d into its pipe: what each held then, and
+ * every tag stored into the worker's memory since.  Read back, a page must
+ * show what it held, or a later store of the splicer's own (its write can
+ * land in the page while the page is exclusively its), never what another
+ * process wrote: that would be a write leaking through copy-on-write.
+ */
+struct splice {
+	int64_t op;			/* the vmsplice op */
+	uint64_t n;
+	uint64_t s;			/* first page spliced */
+	struct expect x[MAX_SPLICE_PAGES];
+	uint64_t *later;		/* tags stored since */
+	size_t nlater, cap;
+};
+
 static struct expect page_expect(const struct worker *w,
 				 const struct region *r, uint64_t pg)
 {
@@ -1141,10 +1210,36 @@ static struct expect page_expect(const struct worker *w,
 	return x;
 }
 
+/* Remember a store into a worker that has pages in its pipe. */
+static void splice_note(struct splice *sp, uint64_t tag)
+{
+	if (sp->nlater == sp->cap) {
+		size_t cap = sp->cap ? 2 * sp->cap : 256;
+		uint64_t *n = realloc(sp->later, cap * sizeof(*n));
+
+		if (!n)
+			bug("out of memory");
+		sp->later = n;
+		sp->cap = cap;
+	}
+	sp->later[sp->nlater++] = tag;
+}
+
+static void splice_free(struct worker *w)
+{
+	if (w->sp) {
+		free(w->sp->later);
+		free(w->sp);
+		w->sp = NULL;
+	}
+}
+
 /* A store of tag to page pg of w, by any path. */
 static void page_store(struct worker *w, const struct region *r, uint64_t pg,
 		       uint64_t tag)
 {
+	if (w->sp)
+		splice_note(w->sp, tag);
 	if (kind_shared(r->kind)) {
 		*obj_slot(r, pg) = tag;
 	} else {
@@ -1233,6 +1328,7 @@ static void model_fork(const struct worker *p, struct worker *c)
 		c->reg[c->nreg++] = r;
 	}
 	c->ur_s = c->ur_e = 0;
+	c->sp = NULL;		/* the child closes its copy of the pipe */
 }
 
 /*
@@ -2778,15 +2874,21 @@ static bool has_uring(const struct worker *w)
 	return w->ur_s != w->ur_e;
 }
 
-/* A live worker with (or without) a registered fixed buffer, or -1. */
-static int pick_uring_worker(bool registered)
+/* A live worker for which has() is want, or -1. */
+static int pick_worker_if(bool (*has)(const struct worker *), bool want)
 {
 	int ids[MAX_PROCS * 4], n = live_ids(ids), k = 0;
 
 	for (int i = 0; i < n; i++)
-		if (has_uring(wk[ids[i]]) == registered)
+		if (has(wk[ids[i]]) == want)
 			ids[k++] = ids[i];
 	return k ? ids[rnd(k)] : -1;
+}
+
+/* A live worker with (or without) a registered fixed buffer, or -1. */
+static int pick_uring_worker(bool registered)
+{
+	return pick_worker_if(has_uring, registered);
 }
 
 static bool no_maybe0(const struct worker *w, uint64_t s, uint64_t e)
@@ -3017,6 +3119,109 @@ static void run_uffd_unreg(const struct op *op)
 }
 
 /* ------------------------------------------------------------------ */
+/* Operations: vmsplice() and reading the pipe back                     */
+
+static bool has_splice(const struct worker *w)
+{
+	return w->sp;
+}
+
+/* A live worker with (or without) pages in its pipe, or -1. */
+static int pick_splice_worker(bool spliced)
+{
+	return pick_worker_if(has_splice, spliced);
+}
+
+/* Readable private anonymous memory; a userfaultfd hole would block. */
+#define SPLICE_NEED	(NEED_ANON | NEED_R | NO_UFFD)
+
+static bool gen_vmsplice(struct op *op)
+{
+	uint64_t s, e;
+
+	op->w = pick_splice_worker(false);
+	if (op->w < 0 ||
+	    !pick_span(wk[op->w], SPLICE_NEED, MAX_SPLICE_PAGES, &s, &e))
+		return false;
+	set_range(op, s, e);
+	return true;
+}
+
+static bool valid_vmsplice(const struct op *op)
+{
+	return op_ok(op) && !wk[op->w]->sp &&
+	       op->len / PG <= MAX_SPLICE_PAGES &&
+	       range_ok(wk[op->w], OP_S(op), OP_E(op), SPLICE_NEED);
+}
+
+static void run_vmsplice(const struct op *op)
+{
+	struct worker *w = wk[op->w];
+	struct cmd c = {
+		.type = C_VMSPLICE, .addr = op->addr, .len = op->len,
+	};
+	struct splice *sp;
+
+	if (call(op->w, &c, (long)op->len, 0))
+		return;
+	sp = calloc(1, sizeof(*sp));
+	if (!sp)
+		bug("out of memory");
+	sp->op = op->idx;
+	sp->s = OP_S(op);
+	sp->n = OP_E(op) - OP_S(op);
+	for (uint64_t i = 0; i < sp->n; i++)
+		sp->x[i] = page_expect(w, reg_at(w, sp->s + i), sp->s + i);
+	w->sp = sp;
+}
+
+static bool gen_pipe_read(struct op *op)
+{
+	op->w = pick_splice_worker(true);
+	return op->w >= 0;
+}
+
+static bool valid_pipe_read(const struct op *op)
+{
+	return live(op->w) && wk[op->w]->sp;
+}
+
+static bool splice_later(const struct splice *sp, uint64_t tag)
+{
+	for (size_t i = 0; i < sp->nlater; i++)
+		if (sp->later[i] == tag)
+			return true;
+	return false;
+}
+
+static void run_pipe_read(const struct op *op)
+{
+	struct worker *w = wk[op->w];
+	struct splice *sp = w->sp;
+	struct cmd c = { .type = C_PIPE_READ, .len = sp->n * PG };
+	char b1[80], b2[80], b3[64];
+
+	if (call(op->w, &c, (long)c.len, 0))
+		return;
+	for (uint64_t i = 0; i < sp->n && !failure.failed; i++) {
+		const struct expect *x = &sp->x[i];
+		uint64_t got = co_rep.tags[i];
+
+		if (x->skip || got == x->tag || (x->or_zero && !got) ||
+		    splice_later(sp, got))
+			continue;
+		corrupt_str(got, &co_rep, b3, sizeof(b3));
+		fail("worker %" PRId64 " (pid %d): page %#" PRIx64 " vmsplice()d at op %" PRId64
+		     " reads back from the pipe as %s%s, expected %s%s or a later store"
+		     " of the worker's own",
+		     op->w, w->pid, pg_addr(sp->s + i), sp->op,
+		     tag_str(got, b2, sizeof(b2)), b3,
+		     tag_str(x->tag, b1, sizeof(b1)), x->or_zero ? " or zero" : "");
+	}
+	splice_free(w);
+}
+
+/* ------------------------------------------------------------------ */
 /* Operations: the process tree                                         */
 
 static struct worker *worker_new(int id, pid_t pid, int chan, int parent)
@@ -3046,6 +3251,7 @@ static struct worker *worker_new(int id, pid_t pid, int chan, int parent)
 
 static void worker_drop_model(struct worker *w)
 {
+	splice_free(w);
 	free(w->tag);
 	free(w->st);
 	w->tag = NULL;
@@ -3260,7 +3466,7 @@ enum op_type {
 	OP_MADVISE, OP_MLOCK, OP_MUNLOCK, OP_GUP_WRITE, OP_GUP_READ,
 	OP_FILE_WRITE, OP_FILE_READ, OP_URING_REG, OP_URING_READ,
 	OP_URING_UNREG, OP_UFFD_REG, OP_UFFD_FILL, OP_UFFD_UNREG, OP_FORK,
-	OP_EXIT, OP_WAIT, OP_THREAD, NR_OPS,
+	OP_EXIT, OP_WAIT, OP_THREAD, OP_VMSPLICE, OP_PIPE_READ, NR_OPS,
 };
 
 struct op_desc {
@@ -3322,6 +3528,8 @@ static const struct op_desc op_tab[NR_OPS] = {
 	[OP_EXIT] = OPD("exit", 3, FB(W), exit),
 	[OP_WAIT] = OPD("wait", 4, FB(T), wait),
 	[OP_THREAD] = OPD("thread", 2, FB(W) | FB(HOW), thread),
+	[OP_VMSPLICE] = OPD("vmsplice", 2, RANGE, vmsplice),
+	[OP_PIPE_READ] = OPD("pipe-read", 2, FB(W), pipe_read),
 };
 
 /* ------------------------------------------------------------------ */
