@@ -33,13 +33,22 @@ before=$(grep '^cow_pte_shared ' /proc/vmstat | cut -d' ' -f2)
 # the default 20 s soft-lockup and 21 s RCU-stall thresholds then report
 # delays that are the emulator's.  A real lockup or stall lasts: the raised
 # thresholds (120 s each) still report it within this run, and the console
-# scan fails the run on it.  Both are restored afterwards.
+# scan fails the run on it.  The same holds for the hung-task detector
+# (120 s by default): on 2026-12-01 the stressors ran 300 s instead of 120
+# (74 ms per page fault, the debug kernel thrashing under TCG) and the
+# madvise stressor's threads waited 146 s for an mmap_lock whose holder was
+# running.  It is raised to 300 s here; a task that never wakes still
+# hangs stress-ng past the test's own timeout, which fails the run.  All
+# three are restored afterwards.
 wd=/proc/sys/kernel/watchdog_thresh
 rcu=/sys/module/rcupdate/parameters/rcu_cpu_stall_timeout
+hung=/proc/sys/kernel/hung_task_timeout_secs
 old_wd=$(cat $wd 2>/dev/null)
 old_rcu=$(cat $rcu 2>/dev/null)
+old_hung=$(cat $hung 2>/dev/null)
 [ -w $wd ] && echo 60 >$wd
 [ -w $rcu ] && echo 120 >$rcu
+[ -w $hung ] && echo 300 >$hung
 tmp=$(mktemp -d)
 chmod 1777 "$tmp"
 # stress-ng's madvise stressor injects MADV_HWPOISON when it runs as root
@@ -67,6 +76,7 @@ done
 rm -rf "$tmp" "$tmp.log" "$tmp.madvise.log"
 [ -n "$old_wd" ] && [ -w $wd ] && echo "$old_wd" >$wd
 [ -n "$old_rcu" ] && [ -w $rcu ] && echo "$old_rcu" >$rcu
+[ -n "$old_hung" ] && [ -w $hung ] && echo "$old_hung" >$hung
 [ -w /sys/kernel/mm/ksm/run ] && echo 2 >/sys/kernel/mm/ksm/run
 after=$(grep '^cow_pte_shared ' /proc/vmstat | cut -d' ' -f2)
 echo "# stress-ng exit status $rc (madvise, unprivileged: $rc_madv); cow_pte_shared: $before -> $after"
