@@ -126,6 +126,52 @@ static long vm(const char *name)
 	return vmstat_get(name);
 }
 
+#define KPF_MLOCKED_BIT	33	/* include/uapi/linux/kernel-page-flags.h */
+
+/*
+ * How many of the n pages at addr in pid's address space are mapped and
+ * PG_mlocked (/proc/PID/pagemap for the PFN, /proc/kpageflags for the
+ * flag).  -1 if the PFNs cannot be read (not root).
+ */
+static long mlocked_pages(pid_t pid, const char *addr, long n)
+{
+	char path[64];
+	long count = 0;
+	int pm, kpf;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	pm = open(path, O_RDONLY);
+	kpf = open("/proc/kpageflags", O_RDONLY);
+	if (pm < 0 || kpf < 0)
+		goto fail;
+	for (long i = 0; i < n; i++) {
+		off_t off = ((uintptr_t)addr / PG + i) * sizeof(uint64_t);
+		uint64_t ent, flags;
+		uint64_t pfn;
+
+		if (pread(pm, &ent, sizeof(ent), off) != sizeof(ent))
+			goto fail;
+		if (!(ent >> 63))
+			continue;
+		pfn = ent & ((1ULL << 55) - 1);
+		if (!pfn)		/* present, but PFNs hidden from us */
+			goto fail;
+		if (pread(kpf, &flags, sizeof(flags), pfn * sizeof(flags)) !=
+		    sizeof(flags))
+			goto fail;
+		count += (flags >> KPF_MLOCKED_BIT) & 1;
+	}
+	close(pm);
+	close(kpf);
+	return count;
+fail:
+	if (pm >= 0)
+		close(pm);
+	if (kpf >= 0)
+		close(kpf);
+	return -1;
+}
+
 /* ------------------------------------------------------------------ */
 /* Actors                                                               */
 
@@ -133,12 +179,13 @@ static long vm(const char *name)
 
 enum aop {
 	A_TOUCH, A_TOUCH_ALL, A_READ, A_VERIFY, A_MADV, A_MPROTECT, A_MUNMAP,
-	A_MREMAP, A_FORK, A_EXIT, A_PIN_URING, A_PIN_ODIRECT,
+	A_MREMAP, A_FORK, A_EXIT, A_PIN_URING, A_PIN_ODIRECT, A_MLOCK_ONFAULT,
 };
 
 static const char *const aop_name[] = {
 	"touch", "touch-all", "read", "verify", "madvise", "mprotect",
 	"munmap", "mremap", "fork", "exit", "pin-io_uring", "pin-O_DIRECT",
+	"mlock2-onfault",
 };
 
 struct acmd {
@@ -265,6 +312,11 @@ static void aop(const struct acmd *c, struct arep *r)
 		break;
 	case A_PIN_ODIRECT:
 		pin_odirect(r);
+		break;
+	case A_MLOCK_ONFAULT:
+		/* mlocks what is mapped, faults nothing in */
+		if (syscall(SYS_mlock2, p, len, MLOCK_ONFAULT))
+			r->err = AR_FAIL;
 		break;
 	case A_EXIT:
 		break;
@@ -718,6 +770,59 @@ TEST_F(acct, owner_break_then_child_copies_orphans)
 	ACT(0, .op = A_VERIFY, .first = 0, .n = NPMD);
 	EXPECT_EQ(-1, verify_tables(0, NPMD, false));
 	EXPECT_SAME(p0, stat_of(0), "owner at the end");
+}
+
+/*
+ * mlock survives the copy of an orphan.  Two children, one forked plainly
+ * (the stock baseline) and one CoW, each mlock two tables of their own
+ * with MLOCK_ONFAULT (different ones: a folio's mlock count covers every
+ * locked VMA mapping it).  No fault, no break: the CoW child's pages are
+ * mlocked through the shared tables.  The owner writes a page in each
+ * table, leaving the CoW child's tables orphans that only the child maps.
+ * Then both children mprotect their tables, and the CoW child copies each
+ * orphan: the copy maps every page again in the same VM_LOCKED VMA, so
+ * every page must still be mlocked, as in the plain child.  Unmapping the
+ * orphan's entries munlocks each page once; unless the break balances
+ * that, the pages lose PG_mlocked while a locked VMA maps them.
+ */
+TEST_F(acct, mlock_survives_orphan_copy)
+{
+	const long n = 2, npg = n * PMD_PAGES;
+	const long first[2] = { 2, 6 };
+	const char *what[2] = { "plain", "CoW" };
+	long m[2][3], b[2], b0;
+
+	if (geteuid())
+		SKIP(return, "reading PFNs and /proc/kpageflags needs root");
+	SPAWN(0, 0);
+	SPAWN(1, CLONE_COW_PGTABLE);
+	for (int s = 0; s < 2; s++) {
+		ACT(s, .op = A_MLOCK_ONFAULT, .first = first[s] * PMD_PAGES, .n = npg);
+		m[s][0] = mlocked_pages(PID(s), table(first[s]), npg);
+		if (m[s][0] < 0)
+			SKIP(return, "cannot read PFNs or /proc/kpageflags");
+	}
+	b0 = vm("cow_pte_break_fault");
+	for (int s = 0; s < 2; s++)
+		touch_tables(first[s], n, 5, T_MARK);
+	EXPECT_COUNTER_GE("cow_pte_break_fault", b0, n);
+	for (int s = 0; s < 2; s++)
+		m[s][1] = mlocked_pages(PID(s), table(first[s]), npg);
+	for (int s = 0; s < 2; s++) {
+		b0 = vm("cow_pte_break_mprotect");
+		ACT(s, .op = A_MPROTECT, .first = first[s] * PMD_PAGES, .n = npg);
+		m[s][2] = mlocked_pages(PID(s), table(first[s]), npg);
+		b[s] = vm("cow_pte_break_mprotect") - b0;
+	}
+	/* the CoW child copied both orphans */
+	EXPECT_LE(n, b[1]);
+	for (int s = 0; s < 2; s++) {
+		TH_LOG("%s child: %ld, %ld, %ld of %ld pages mlocked (after mlock2, owner's writes, mprotect); %ld mprotect breaks",
+		       what[s], m[s][0], m[s][1], m[s][2], npg, b[s]);
+		for (int k = 0; k < 3; k++)
+			EXPECT_EQ(npg, m[s][k]);
+		ACT(s, .op = A_VERIFY, .first = first[s], .n = n);
+	}
 }
 
 /*
