@@ -7,15 +7,15 @@
 #   make check     fast host-side checks of the series (no VM)
 #   make help      everything else
 
-# The Debian linux-source-6.12 version the series was tested against.
-PINNED_VERSION := 6.12.117-1~deb12u1
+# The kernel source is pinned, by Debian package version and sha256, in
+# kernel-patches/base; tools/prepare-source fetches exactly that package.
+PINNED_VERSION := $(shell awk '$$1 == "version" {print $$2}' kernel-patches/base)
 
 TOP    := $(CURDIR)
 BUILD  := $(TOP)/build
 KSRC   := $(BUILD)/linux
 STOCK  := $(BUILD)/linux-stock
 TOOLS  := $(TOP)/tools
-export COWPT_PINNED := $(PINNED_VERSION)
 
 KDEBUG := $(BUILD)/kernel-debug
 KBENCH := $(BUILD)/kernel-bench
@@ -34,7 +34,7 @@ ONLY    ?= .
 # extra kernel command line for the test VM
 APPEND  ?=
 
-PACKAGES := linux-source-6.12 qemu-system-x86 busybox-static gcc make flex \
+PACKAGES := qemu-system-x86 busybox-static gcc make flex \
 	bison bc libelf-dev libssl-dev cpio ccache liburing-dev linux-perf git \
 	xz-utils libcap-dev libnuma-dev rsync python3 util-linux kmod \
 	stress-ng gnuplot-nox redis-server redis-tools pkg-config perl
@@ -42,14 +42,16 @@ PACKAGES := linux-source-6.12 qemu-system-x86 busybox-static gcc make flex \
 VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
 
 .PHONY: all help deps source kernel kernel-bench kernel-stock tools selftests \
-	test soak vm bench bench-stock bench-icount check export-series bisect-check clean distclean
+	test soak vm bench bench-stock bench-icount check check-latest export-series \
+	bisect-check clean distclean
 
 all: test
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST) | head -n 3
 	@echo "  make deps          install missing Debian packages (as root)"
-	@echo "  make source        unpack the pinned source, apply kernel-patches/"
+	@echo "  make source        fetch and unpack the pinned source ($(PINNED_VERSION)), apply kernel-patches/"
+	@echo "  make check-latest  does the series apply to the newest linux-source-6.12 in the archive?"
 	@echo "  make kernel        build the debug kernel (build/kernel-debug)"
 	@echo "  make kernel-bench  build the bench kernel (build/kernel-bench)"
 	@echo "  make kernel-stock  build the unpatched kernel with the bench config"
@@ -93,7 +95,7 @@ kernel-stock: source
 
 # ---------------------------------------------------------------- tests
 # The kernel's mm selftests are built from the patched tree against the
-# debug kernel's uapi headers.  khugepaged.c does not build in 6.12.117
+# debug kernel's uapi headers.  khugepaged.c does not build in 6.12.y
 # (KSFT_SKIP undeclared), hence -k; the programs we run are checked below.
 MM_PROGS := cow mremap_test mremap_dontunmap mkdirty gup_longterm gup_test \
 	ksm_functional_tests uffd-unit-tests madv_populate soft-dirty migration \
@@ -239,8 +241,13 @@ bench-icount: kernel-bench kernel-stock tools
 	@$(TOP)/benchmarks/summary.sh $(TOP)/results
 
 # ---------------------------------------------------------------- series
+# check-series ends with the check-latest line, which never fails it: the
+# pinned source is what must pass; the newest one is news.
 check:
 	@$(TOOLS)/check-series
+
+check-latest:
+	@$(TOOLS)/check-latest $(if $(VERSION),--version '$(VERSION)') $(if $(V),--verbose)
 
 export-series:
 	@$(TOOLS)/export-series

@@ -215,27 +215,13 @@ static char mark_of(int s)
 
 static void pin_uring(struct arep *r)
 {
-	struct io_uring_params p;
-	struct iovec iov;
-	void *buf = aligned_alloc(PG, PG);
-	int fd;
+	const char *what;
 
-	memset(&p, 0, sizeof(p));
-	fd = syscall(__NR_io_uring_setup, 4, &p);
-	if (fd < 0 || !buf) {
+	/* the ring, and with it the pin, stays until the actor exits */
+	if (pin_one_page(&what) < 0) {
 		r->err = AR_SKIP;
-		snprintf(r->msg, sizeof(r->msg), "io_uring_setup: %s", strerror(errno));
-		return;
+		snprintf(r->msg, sizeof(r->msg), "%s: %s", what, strerror(errno));
 	}
-	memset(buf, 1, PG);
-	iov.iov_base = buf;
-	iov.iov_len = PG;
-	if (syscall(__NR_io_uring_register, fd, IORING_REGISTER_BUFFERS, &iov, 1)) {
-		r->err = AR_SKIP;
-		snprintf(r->msg, sizeof(r->msg), "IORING_REGISTER_BUFFERS: %s",
-			 strerror(errno));
-	}
-	/* keep the ring and the pin */
 }
 
 static const char *odirect_path(void)

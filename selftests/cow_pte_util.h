@@ -2,7 +2,8 @@
 /*
  * cow_pte_util.h - small helpers shared by the cow_pte_* selftests:
  * /proc and /sys text files, the cow_pte_mode sysctl, /proc/vmstat
- * counters, /proc/PID/status fields, the THP knobs and the kernel log.
+ * counters, /proc/PID/status fields, the THP knobs, the kernel log, and
+ * a long-term pin.
  *
  * Everything is static inline so that each program uses what it needs
  * without unused-function warnings.  Include after _GNU_SOURCE and the
@@ -13,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>	/* guarded as liburing's copy is */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -22,7 +24,9 @@
 #include <string.h>
 #include <sys/klog.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -256,6 +260,37 @@ static inline char *map_at_phase(size_t len, size_t phase)
 		munmap(raw, start - (uintptr_t)raw);
 	munmap((char *)start + len, (uintptr_t)raw + span - start - len);
 	return (char *)start;
+}
+
+/*
+ * Pin one fresh page with a long-term FOLL_PIN (io_uring fixed buffer):
+ * sets MMF_HAS_PINNED on this mm.  Returns the ring's fd, which keeps the
+ * pin, or -1 with *what naming the call that failed (errno is set).
+ */
+static inline int pin_one_page(const char **what)
+{
+	struct io_uring_params p;
+	struct iovec iov;
+	void *buf = aligned_alloc(PG, PG);
+	int fd;
+
+	*what = "aligned_alloc";
+	if (!buf)
+		return -1;
+	memset(buf, 1, PG);
+	memset(&p, 0, sizeof(p));
+	*what = "io_uring_setup";
+	fd = syscall(__NR_io_uring_setup, 4, &p);
+	if (fd < 0)
+		return -1;
+	iov.iov_base = buf;
+	iov.iov_len = PG;
+	*what = "IORING_REGISTER_BUFFERS";
+	if (syscall(__NR_io_uring_register, fd, IORING_REGISTER_BUFFERS, &iov, 1)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 /*

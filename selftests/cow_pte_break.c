@@ -1,0 +1,371 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * cow_pte_break - breaking a shared PTE table where the VMA layout or the
+ * pages make it hard:
+ *
+ *  - merge: a VMA change whose range merges into a neighbour instead of
+ *    splitting (madvise, mlock, mprotect, mseal, UFFDIO_REGISTER, mbind,
+ *    anon names all go through vma_merge_existing_range()) moves a VMA
+ *    boundary into a 2 MiB region without __split_vma().  A shared table
+ *    must never span two VMAs, so the merge breaks it first, exactly as a
+ *    split does.  Seen from the CoW child that does it (not the owner):
+ *    the break charges it the table's pages at once, so its RssAnon grows
+ *    by a table at the merge, and unmapping one side afterwards needs no
+ *    second break;
+ *  - pinned: a break that has to copy more than one maybe-pinned page (the
+ *    breaking mm has MMF_HAS_PINNED, and the pages hold more than 1024
+ *    references each, from vmsplice) finishes, and the breaker keeps its
+ *    data.  Each round of the break used to free the copies it had made
+ *    when it found it needed one more, so it never finished.
+ *
+ * Every CoW fork here checks /proc/vmstat cow_pte_shared: a test fails
+ * rather than pass when the tables were not shared.  Needs CLONE_COW_PGTABLE
+ * (cow_pte_mode opt-in or always); root for the larger pipes.
+ */
+#define _GNU_SOURCE
+#include <poll.h>
+#include <sys/syscall.h>
+
+#include "kselftest_harness.h"
+#include "cow_pte_util.h"
+
+#define TABLE_KB	2048L		/* the pages of one fully touched table */
+#define TOL_KB		1024L		/* RssAnon noise: stack, libc, counter batching */
+
+static uint64_t pattern(const char *base, const char *p, unsigned int gen)
+{
+	return ((uint64_t)gen << 48) ^ (uint64_t)(p - base) ^ 0x5a5a0000cafe0000ULL;
+}
+
+/* Write a word into every page of [p, p + len), derived from its offset. */
+static void fill(char *base, char *p, size_t len, unsigned int gen)
+{
+	for (size_t off = 0; off < len; off += PG)
+		*(volatile uint64_t *)(p + off) = pattern(base, p + off, gen);
+}
+
+/* The offset of the first page of [p, p + len) that does not hold @gen, or -1. */
+static long check(const char *base, const char *p, size_t len, unsigned int gen)
+{
+	for (size_t off = 0; off < len; off += PG)
+		if (*(volatile uint64_t *)(p + off) != pattern(base, p + off, gen))
+			return (long)(p + off - base);
+	return -1;
+}
+
+/* Is there a VMA boundary (a VMA starting) at @addr in /proc/self/maps? */
+static bool vma_starts_at(const char *addr)
+{
+	unsigned long start, end;
+	char line[512];
+	bool found = false;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx", &start, &end) == 2 &&
+		    start == (unsigned long)addr)
+			found = true;
+	fclose(f);
+	return found;
+}
+
+/*
+ * CoW-fork a child that runs @fn and exits with its result; *shared is the
+ * number of tables the fork shared (vmstat delta, a lower bound only when
+ * something else forks at the same time, which nothing here does).
+ */
+static pid_t cow_child(int (*fn)(void *), void *arg, long *shared)
+{
+	long before = vmstat_get("cow_pte_shared");
+	pid_t pid = cowpt_fork(CLONE_COW_PGTABLE);
+	int err = errno;
+
+	if (pid == 0)
+		_exit(fn(arg));
+	*shared = vmstat_get("cow_pte_shared") - before;
+	errno = err;
+	return pid;
+}
+
+/* Wait up to @secs for @pid; its exit code, 128 + signal, or -1 on timeout. */
+static int wait_code_timeout(pid_t pid, int secs)
+{
+	struct pollfd pfd = { .events = POLLIN };
+
+	pfd.fd = syscall(SYS_pidfd_open, pid, 0);
+	if (pfd.fd < 0)
+		return wait_code(pid);
+	if (poll(&pfd, 1, secs * 1000) != 1) {
+		close(pfd.fd);
+		return -1;
+	}
+	close(pfd.fd);
+	return wait_code(pid);
+}
+
+/* ------------------------------------------------------------------ merge */
+
+/*
+ * Four MiB in two 2 MiB VMAs of the owner: one of them gets MADV_DONTDUMP
+ * before the fork.  After it the owner MADV_DODUMPs 1 MiB of that VMA next
+ * to the other one, which merges the 1 MiB into its neighbour: the boundary
+ * between the VMAs moves into the middle of a shared table.  (The child's
+ * copies of the two VMAs cannot merge: each has an anon_vma of its own.)
+ * Then the owner unmaps the 1 MiB beyond the moved boundary, and the child
+ * checks that it still sees what it saw at the fork.
+ */
+FIXTURE(merge) {
+	char *base;
+};
+
+FIXTURE_VARIANT(merge) {
+	size_t dontdump;	/* offset of the 2 MiB that gets MADV_DONTDUMP */
+	size_t dodump;		/* offset of the 1 MiB that gets MADV_DODUMP */
+	size_t boundary;	/* where the VMA boundary moves to */
+	size_t unmap;		/* offset of the 1 MiB unmapped after */
+};
+
+/* The upper VMA's lower half joins the lower VMA (merge with prev). */
+FIXTURE_VARIANT_ADD(merge, into_prev) {
+	.dontdump = PMD_SZ,
+	.dodump = PMD_SZ,
+	.boundary = PMD_SZ + PMD_SZ / 2,
+	.unmap = PMD_SZ + PMD_SZ / 2,
+};
+
+/* The lower VMA's upper half joins the upper VMA (merge with next). */
+FIXTURE_VARIANT_ADD(merge, into_next) {
+	.dontdump = 0,
+	.dodump = PMD_SZ / 2,
+	.boundary = PMD_SZ / 2,
+	.unmap = 0,
+};
+
+FIXTURE_SETUP(merge)
+{
+	self->base = map_at_phase(2 * PMD_SZ, 0);
+	ASSERT_NE(NULL, self->base);
+	fill(self->base, self->base, 2 * PMD_SZ, 1);
+	ASSERT_EQ(0, madvise(self->base + variant->dontdump, PMD_SZ, MADV_DONTDUMP));
+	ASSERT_TRUE(vma_starts_at(self->base + PMD_SZ));
+}
+
+FIXTURE_TEARDOWN(merge)
+{
+	munmap(self->base, 2 * PMD_SZ);
+}
+
+struct sleeper_arg {
+	char *base;
+	size_t len;
+	int go[2];		/* EOF on go[0] when the test is done */
+};
+
+/* Wait for the test, then check the view of the fork and write our own. */
+static int sleeper(void *p)
+{
+	struct sleeper_arg *a = p;
+	char c;
+	long bad;
+
+	close(a->go[1]);
+	if (read(a->go[0], &c, 1) < 0)
+		return 2;
+	bad = check(a->base, a->base, a->len, 1);
+	if (bad >= 0) {
+		fprintf(stderr, "# child: offset %#lx changed\n", bad);
+		return 1;
+	}
+	fill(a->base, a->base, a->len, 3);
+	return check(a->base, a->base, a->len, 3) >= 0;
+}
+
+TEST_F(merge, breaks_at_moved_boundary)
+{
+	struct sleeper_arg arg = { .base = self->base, .len = 2 * PMD_SZ };
+	int *go = arg.go;
+	long shared, broken, bad;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(go));
+	pid = cow_child(sleeper, &arg, &shared);
+	if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
+		SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+	ASSERT_LT(0, pid);
+	close(go[0]);
+	ASSERT_LE(2, shared) TH_LOG("the fork shared %ld tables, not 2", shared);
+
+	broken = vmstat_get("cow_pte_break_split");
+	ASSERT_EQ(0, madvise(self->base + variant->dodump, PMD_SZ / 2, MADV_DODUMP));
+	ASSERT_TRUE(vma_starts_at(self->base + variant->boundary) &&
+		    !vma_starts_at(self->base + PMD_SZ))
+		TH_LOG("MADV_DODUMP did not merge: the case did not happen");
+	broken = vmstat_get("cow_pte_break_split") - broken;
+	EXPECT_LE(1, broken)
+		TH_LOG("the merge left the table at the moved boundary shared");
+
+	ASSERT_EQ(0, munmap(self->base + variant->unmap, PMD_SZ / 2));
+	for (size_t off = 0; off < 2 * PMD_SZ; off += PMD_SZ / 2) {
+		if (off == variant->unmap)
+			continue;
+		bad = check(self->base, self->base + off, PMD_SZ / 2, 1);
+		EXPECT_EQ(-1, bad) TH_LOG("parent: offset %#lx changed", bad);
+		fill(self->base, self->base + off, PMD_SZ / 2, 2);
+	}
+	close(go[1]);
+	EXPECT_EQ(0, wait_code(pid)) TH_LOG("the child's view changed");
+	/* the teardown unmaps the rest */
+}
+
+/* ----------------------------------------------------------------- pinned */
+
+#define NPIPES		10
+#define PIPE_BUFS	256		/* a 1 MiB pipe holds 256 page buffers */
+#define NPINNED		2		/* pages with more than 1024 references */
+#define BREAK_SECS	120		/* a break finishes in far less under TCG */
+#define BREAKER_LOG	"breaker.log"	/* in the test's own directory */
+
+/* Copy what the breaker printed into the test's log. */
+static void show_file(struct __test_metadata *_metadata, const char *path)
+{
+	char line[256];
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		TH_LOG("breaker: %s", strtok(line, "\n") ?: "");
+	fclose(f);
+}
+
+/* Exit codes of the process that breaks. */
+enum { P_OK, P_PIPE, P_VMSPLICE, P_FORK, P_NOT_SHARED, P_PIN, P_DATA, P_COPY, P_CHILD };
+
+static const char *const pinned_result[] = {
+	[P_OK] = "ok",
+	[P_PIPE] = "pipe or F_SETPIPE_SZ failed",
+	[P_VMSPLICE] = "vmsplice failed",
+	[P_FORK] = "clone3(CLONE_COW_PGTABLE) failed",
+	[P_NOT_SHARED] = "the fork did not share the table",
+	[P_PIN] = "cannot pin a page (io_uring)",
+	[P_DATA] = "the breaker's data changed",
+	[P_COPY] = "the pipe does not hold what the page held",
+	[P_CHILD] = "the child's view changed",
+};
+
+/*
+ * The process that breaks: its own process, so that the test process
+ * never gets MMF_HAS_PINNED.  Returns a P_* code.
+ */
+static int pinned_breaker(void)
+{
+	char *base = map_at_phase(PMD_SZ, 0);
+	struct sleeper_arg arg = { .base = base, .len = PMD_SZ };
+	int pipes[NPIPES][2], *go = arg.go;
+	long shared, bad;
+	const char *what;
+	uint64_t word;
+	pid_t child;
+
+	if (!base)
+		return P_PIPE;
+	fill(base, base, PMD_SZ, 1);
+	/*
+	 * Before the fork, while the table is private: more than 1024
+	 * references on each of NPINNED pages make them maybe-pinned
+	 * (folio_maybe_dma_pinned()) without setting MMF_HAS_PINNED, so the
+	 * fork still shares.
+	 */
+	for (int i = 0; i < NPIPES; i++) {
+		struct iovec iov = {
+			.iov_base = base + (i % NPINNED) * PG,
+			.iov_len = PG,
+		};
+
+		if (pipe(pipes[i]) || fcntl(pipes[i][1], F_SETPIPE_SZ, PIPE_BUFS * PG) < 0)
+			return P_PIPE;
+		for (int j = 0; j < PIPE_BUFS; j++)
+			if (vmsplice(pipes[i][1], &iov, 1, 0) != (ssize_t)PG)
+				return P_VMSPLICE;
+	}
+	if (pipe(go))
+		return P_PIPE;
+	child = cow_child(sleeper, &arg, &shared);
+	if (child < 0)
+		return P_FORK;
+	close(go[0]);
+	if (shared < 1)
+		return P_NOT_SHARED;
+	/* Now the breaker pins something else: MMF_HAS_PINNED. */
+	if (pin_one_page(&what) < 0) {
+		fprintf(stderr, "# %s: %s\n", what, strerror(errno));
+		return P_PIN;
+	}
+	/*
+	 * A write to a third page breaks the table: fork's rules copy both
+	 * maybe-pinned exclusive pages into new folios for the breaker.
+	 */
+	*(volatile uint64_t *)(base + NPINNED * PG) = pattern(base, base + NPINNED * PG, 2);
+	if (*(volatile uint64_t *)(base + NPINNED * PG) != pattern(base, base + NPINNED * PG, 2))
+		return P_DATA;
+	bad = check(base, base, NPINNED * PG, 1);
+	if (bad < 0)
+		bad = check(base, base + (NPINNED + 1) * PG, PMD_SZ - (NPINNED + 1) * PG, 1);
+	if (bad >= 0) {
+		fprintf(stderr, "# breaker: offset %#lx changed\n", bad);
+		return P_DATA;
+	}
+	if (read(pipes[0][0], &word, sizeof(word)) != sizeof(word) ||
+	    word != pattern(base, base, 1))
+		return P_COPY;
+	close(go[1]);
+	return wait_code(child) ? P_CHILD : P_OK;
+}
+
+/* A fixture only for the timeout: the harness's default is 30 s. */
+FIXTURE(pinned) {
+};
+
+FIXTURE_SETUP(pinned)
+{
+}
+
+FIXTURE_TEARDOWN(pinned)
+{
+}
+
+TEST_F_TIMEOUT(pinned, break_finishes, BREAK_SECS + 60)
+{
+	pid_t pid;
+	int code;
+
+	if (geteuid())
+		SKIP(return, "needs root for %d-buffer pipes", PIPE_BUFS);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		/*
+		 * A breaker stuck in the kernel cannot be killed: it must not
+		 * hold the test's output open, or the runner waits for ever.
+		 */
+		int fd = open(BREAKER_LOG, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(P_PIPE);
+		_exit(pinned_breaker());
+	}
+	code = wait_code_timeout(pid, BREAK_SECS);
+	show_file(_metadata, BREAKER_LOG);
+	ASSERT_NE(-1, code) TH_LOG("the break did not finish in %d s (pid %d is stuck in the kernel)",
+				   BREAK_SECS, pid);
+	if (code == P_FORK)
+		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+	if (code == P_PIN)
+		SKIP(return, "no io_uring to pin with");
+	ASSERT_EQ(P_OK, code) TH_LOG("breaker: %s",
+		(code >= 0 && code <= P_CHILD) ? pinned_result[code] : "died");
+}
+
+TEST_HARNESS_MAIN
