@@ -37,7 +37,8 @@ APPEND  ?=
 PACKAGES := qemu-system-x86 busybox-static gcc make flex \
 	bison bc libelf-dev libssl-dev cpio ccache liburing-dev linux-perf git \
 	xz-utils libcap-dev libnuma-dev rsync python3 util-linux kmod \
-	stress-ng gnuplot-nox redis-server redis-tools pkg-config perl
+	stress-ng gnuplot-nox redis-server redis-tools pkg-config perl \
+	python3-ply python3-git
 
 VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
 

@@ -32,7 +32,7 @@ deb_path() { echo "$srcdir/${1}_${2}_all.deb"; }
 apt_refresh() {
 	local lists=/var/lib/apt/lists newest
 	[ "$(id -u)" = 0 ] || return 0
-	newest=$(find "$lists" -maxdepth 1 -name '*Packages*' -mmin -60 2>/dev/null | head -n 1)
+	newest=$(find "$lists" -maxdepth 1 -name '*Packages*' -mmin -60 -print -quit 2>/dev/null)
 	[ -n "$newest" ] && return 0
 	echo "${0##*/}: apt-get update (package lists missing or older than an hour)" >&2
 	apt-get update -qq >&2 || echo "${0##*/}: apt-get update failed; using the lists there are" >&2
