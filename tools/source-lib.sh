@@ -71,9 +71,10 @@ verify_deb() {
 	local deb=$1 want=$2 have
 	have=$(sha256sum "$deb" | cut -d' ' -f1)
 	[ "$have" = "$want" ] && return 0
+	local label="recorded in ${pin_file#"$top"/}:"
 	die "sha256 mismatch for $deb:
-  recorded in ${pin_file#"$top"/}: $want
-  file has:                    $have
+  $label $want
+  $(printf '%-*s' ${#label} 'the file has:') $have
 This is not the package the series was tested on.  If the file is damaged,
 delete it and run the command again to re-download it.  If the archive has
 really republished this version, re-pin deliberately with tools/refresh-base
