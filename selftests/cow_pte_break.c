@@ -23,7 +23,6 @@
  * (cow_pte_mode opt-in or always); root for the larger pipes.
  */
 #define _GNU_SOURCE
-#include <poll.h>
 #include <sys/syscall.h>
 
 #include "kselftest_harness.h"
@@ -31,27 +30,6 @@
 
 #define TABLE_KB	2048L		/* the pages of one fully touched table */
 #define TOL_KB		1024L		/* RssAnon noise: stack, libc, counter batching */
-
-static uint64_t pattern(const char *base, const char *p, unsigned int gen)
-{
-	return ((uint64_t)gen << 48) ^ (uint64_t)(p - base) ^ 0x5a5a0000cafe0000ULL;
-}
-
-/* Write a word into every page of [p, p + len), derived from its offset. */
-static void fill(char *base, char *p, size_t len, unsigned int gen)
-{
-	for (size_t off = 0; off < len; off += PG)
-		*(volatile uint64_t *)(p + off) = pattern(base, p + off, gen);
-}
-
-/* The offset of the first page of [p, p + len) that does not hold @gen, or -1. */
-static long check(const char *base, const char *p, size_t len, unsigned int gen)
-{
-	for (size_t off = 0; off < len; off += PG)
-		if (*(volatile uint64_t *)(p + off) != pattern(base, p + off, gen))
-			return (long)(p + off - base);
-	return -1;
-}
 
 /* Is there a VMA boundary (a VMA starting) at @addr in /proc/self/maps? */
 static bool vma_starts_at(const char *addr)
@@ -69,40 +47,6 @@ static bool vma_starts_at(const char *addr)
 			found = true;
 	fclose(f);
 	return found;
-}
-
-/*
- * CoW-fork a child that runs @fn and exits with its result; *shared is the
- * number of tables the fork shared (vmstat delta, a lower bound only when
- * something else forks at the same time, which nothing here does).
- */
-static pid_t cow_child(int (*fn)(void *), void *arg, long *shared)
-{
-	long before = vmstat_get("cow_pte_shared");
-	pid_t pid = cowpt_fork(CLONE_COW_PGTABLE);
-	int err = errno;
-
-	if (pid == 0)
-		_exit(fn(arg));
-	*shared = vmstat_get("cow_pte_shared") - before;
-	errno = err;
-	return pid;
-}
-
-/* Wait up to @secs for @pid; its exit code, 128 + signal, or -1 on timeout. */
-static int wait_code_timeout(pid_t pid, int secs)
-{
-	struct pollfd pfd = { .events = POLLIN };
-
-	pfd.fd = syscall(SYS_pidfd_open, pid, 0);
-	if (pfd.fd < 0)
-		return wait_code(pid);
-	if (poll(&pfd, 1, secs * 1000) != 1) {
-		close(pfd.fd);
-		return -1;
-	}
-	close(pfd.fd);
-	return wait_code(pid);
 }
 
 /* ------------------------------------------------------------------ merge */
@@ -147,7 +91,7 @@ FIXTURE_SETUP(merge)
 {
 	self->base = map_at_phase(2 * PMD_SZ, 0);
 	ASSERT_NE(NULL, self->base);
-	fill(self->base, self->base, 2 * PMD_SZ, 1);
+	pattern_fill(self->base, self->base, 2 * PMD_SZ, 1);
 	ASSERT_EQ(0, madvise(self->base + variant->dontdump, PMD_SZ, MADV_DONTDUMP));
 	ASSERT_TRUE(vma_starts_at(self->base + PMD_SZ));
 }
@@ -173,13 +117,13 @@ static int sleeper(void *p)
 	close(a->go[1]);
 	if (read(a->go[0], &c, 1) < 0)
 		return 2;
-	bad = check(a->base, a->base, a->len, 1);
+	bad = pattern_check(a->base, a->base, a->len, 1);
 	if (bad >= 0) {
 		fprintf(stderr, "# child: offset %#lx changed\n", bad);
 		return 1;
 	}
-	fill(a->base, a->base, a->len, 3);
-	return check(a->base, a->base, a->len, 3) >= 0;
+	pattern_fill(a->base, a->base, a->len, 3);
+	return pattern_check(a->base, a->base, a->len, 3) >= 0;
 }
 
 TEST_F(merge, breaks_at_moved_boundary)
@@ -210,9 +154,9 @@ TEST_F(merge, breaks_at_moved_boundary)
 	for (size_t off = 0; off < 2 * PMD_SZ; off += PMD_SZ / 2) {
 		if (off == variant->unmap)
 			continue;
-		bad = check(self->base, self->base + off, PMD_SZ / 2, 1);
+		bad = pattern_check(self->base, self->base + off, PMD_SZ / 2, 1);
 		EXPECT_EQ(-1, bad) TH_LOG("parent: offset %#lx changed", bad);
-		fill(self->base, self->base + off, PMD_SZ / 2, 2);
+		pattern_fill(self->base, self->base + off, PMD_SZ / 2, 2);
 	}
 	close(go[1]);
 	EXPECT_EQ(0, wait_code(pid)) TH_LOG("the child's view changed");
@@ -271,7 +215,7 @@ static int pinned_breaker(void)
 
 	if (!base)
 		return P_PIPE;
-	fill(base, base, PMD_SZ, 1);
+	pattern_fill(base, base, PMD_SZ, 1);
 	/*
 	 * Before the fork, while the table is private: more than 1024
 	 * references on each of NPINNED pages make them maybe-pinned
@@ -310,9 +254,9 @@ static int pinned_breaker(void)
 	*(volatile uint64_t *)(base + NPINNED * PG) = pattern(base, base + NPINNED * PG, 2);
 	if (*(volatile uint64_t *)(base + NPINNED * PG) != pattern(base, base + NPINNED * PG, 2))
 		return P_DATA;
-	bad = check(base, base, NPINNED * PG, 1);
+	bad = pattern_check(base, base, NPINNED * PG, 1);
 	if (bad < 0)
-		bad = check(base, base + (NPINNED + 1) * PG, PMD_SZ - (NPINNED + 1) * PG, 1);
+		bad = pattern_check(base, base + (NPINNED + 1) * PG, PMD_SZ - (NPINNED + 1) * PG, 1);
 	if (bad >= 0) {
 		fprintf(stderr, "# breaker: offset %#lx changed\n", bad);
 		return P_DATA;

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/io_uring.h>	/* guarded as liburing's copy is */
 #include <setjmp.h>
 #include <signal.h>
@@ -202,10 +203,10 @@ static inline bool have_swap(void)
 }
 
 /*
- * Occurrences of "Bad rss-counter" in the kernel log buffer, or -1 if the
- * log cannot be read (no CAP_SYSLOG and dmesg_restrict).
+ * Occurrences of @needle in the kernel log buffer, or -1 if the log cannot
+ * be read (no CAP_SYSLOG and dmesg_restrict).
  */
-static inline int bad_rss_reports(void)
+static inline int klog_count(const char *needle)
 {
 	int size = klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, NULL, 0);
 	char *buf, *p;
@@ -222,10 +223,16 @@ static inline int bad_rss_reports(void)
 		return -1;
 	}
 	buf[n] = '\0';
-	for (p = buf; (p = strstr(p, "Bad rss-counter")); p++)
+	for (p = buf; (p = strstr(p, needle)); p++)
 		count++;
 	free(buf);
 	return count;
+}
+
+/* Occurrences of "Bad rss-counter" in the kernel log buffer, or -1. */
+static inline int bad_rss_reports(void)
+{
+	return klog_count("Bad rss-counter");
 }
 
 /* Exit code of a child, 128 + signal if killed, -1 if waitpid failed. */
@@ -239,6 +246,115 @@ static inline int wait_code(pid_t pid)
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	return 128 + WTERMSIG(status);
+}
+
+/*
+ * A word per page that says which page it is and which generation of
+ * writes put it there: pattern_fill() writes one, pattern_check() finds
+ * the first page that does not hold it.  Offsets are from @base, so that
+ * a region keeps its pattern when it moves.
+ */
+static inline uint64_t pattern(const char *base, const char *p, unsigned int gen)
+{
+	return ((uint64_t)gen << 48) ^ (uint64_t)(p - base) ^ 0x5a5a0000cafe0000ULL;
+}
+
+/* Write a word into every page of [p, p + len), derived from its offset. */
+static inline void pattern_fill(char *base, char *p, size_t len, unsigned int gen)
+{
+	for (size_t off = 0; off < len; off += PG)
+		*(volatile uint64_t *)(p + off) = pattern(base, p + off, gen);
+}
+
+/* The offset of the first page of [p, p + len) that does not hold @gen, or -1. */
+static inline long pattern_check(const char *base, const char *p, size_t len, unsigned int gen)
+{
+	for (size_t off = 0; off < len; off += PG)
+		if (*(volatile uint64_t *)(p + off) != pattern(base, p + off, gen))
+			return (long)(p + off - base);
+	return -1;
+}
+
+/*
+ * CoW-fork a child that runs @fn and exits with its result; *shared is the
+ * number of tables the fork shared (vmstat delta, a lower bound only when
+ * something else forks at the same time, which nothing here does).
+ */
+static inline pid_t cow_child(int (*fn)(void *), void *arg, long *shared)
+{
+	long before = vmstat_get("cow_pte_shared");
+	pid_t pid = cowpt_fork(CLONE_COW_PGTABLE);
+	int err = errno;
+
+	if (pid == 0)
+		_exit(fn(arg));
+	*shared = vmstat_get("cow_pte_shared") - before;
+	errno = err;
+	return pid;
+}
+
+/* Wait up to @secs for @pid; its exit code, 128 + signal, or -1 on timeout. */
+static inline int wait_code_timeout(pid_t pid, int secs)
+{
+	struct pollfd pfd = { .events = POLLIN };
+
+	pfd.fd = syscall(SYS_pidfd_open, pid, 0);
+	if (pfd.fd < 0)
+		return wait_code(pid);
+	if (poll(&pfd, 1, secs * 1000) != 1) {
+		close(pfd.fd);
+		return -1;
+	}
+	close(pfd.fd);
+	return wait_code(pid);
+}
+
+/* Bits of /proc/kpageflags (include/uapi/linux/kernel-page-flags.h) */
+#define KPF_MLOCKED	33
+#define KPF_THP		22
+
+/*
+ * How many of the n pages at addr in pid's address space are mapped and
+ * have kpageflags bit @bit (/proc/PID/pagemap for the PFN, /proc/kpageflags
+ * for the flags).  -1 if the PFNs cannot be read (not root).
+ */
+static inline long kpageflag_pages(pid_t pid, const char *addr, long n, int bit)
+{
+	char path[64];
+	long count = 0;
+	int pm, kpf;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	pm = open(path, O_RDONLY);
+	kpf = open("/proc/kpageflags", O_RDONLY);
+	if (pm < 0 || kpf < 0)
+		goto fail;
+	for (long i = 0; i < n; i++) {
+		off_t off = ((uintptr_t)addr / PG + i) * sizeof(uint64_t);
+		uint64_t ent, flags;
+		uint64_t pfn;
+
+		if (pread(pm, &ent, sizeof(ent), off) != sizeof(ent))
+			goto fail;
+		if (!(ent >> 63))
+			continue;
+		pfn = ent & ((1ULL << 55) - 1);
+		if (!pfn)		/* present, but PFNs hidden from us */
+			goto fail;
+		if (pread(kpf, &flags, sizeof(flags), pfn * sizeof(flags)) !=
+		    sizeof(flags))
+			goto fail;
+		count += (flags >> bit) & 1;
+	}
+	close(pm);
+	close(kpf);
+	return count;
+fail:
+	if (pm >= 0)
+		close(pm);
+	if (kpf >= 0)
+		close(kpf);
+	return -1;
 }
 
 /*
