@@ -7,8 +7,9 @@
  * worker processes must contain, and a seeded PRNG.  It generates random
  * operations (CPU writes, mmap/munmap/mremap/mprotect/madvise/mlock, GUP
  * writes and reads from one worker into another, file writes, io_uring
- * fixed-buffer reads, userfaultfd fills, fork with or without
- * CLONE_COW_PGTABLE, exit, wait, threads), has a worker execute each one,
+ * fixed-buffer reads, userfaultfd fills, NUMA page migration, remote
+ * pageout, memcg reclaim, fork with or without CLONE_COW_PGTABLE, exit,
+ * wait, threads), has a worker execute each one,
  * checks the syscall result against the one the model predicts, and then
  * reads the touched range back in every live worker; every --check-every
  * operations and at the end it reads back everything and scans the kernel
@@ -43,11 +44,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,6 +85,15 @@
 #ifndef MLOCK_ONFAULT
 #define MLOCK_ONFAULT		1
 #endif
+#ifndef MPOL_MF_MOVE_ALL
+#define MPOL_MF_MOVE_ALL	(1 << 2)
+#endif
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC	0x63677270
+#endif
+#ifndef SYSFS_MAGIC
+#define SYSFS_MAGIC		0x62656572
+#endif
 
 #define ARENA_BASE	0x100000000000UL	/* 16 TiB: 1 TiB aligned */
 #define ARENA_PAGES	(1UL << 18)		/* 1 GiB of address space */
@@ -93,6 +105,10 @@
 #define MAX_OP_PAGES	1024			/* pages written by one op */
 #define MAX_GUP_PAGES	512
 #define MAX_SPLICE_PAGES 16			/* a default pipe's buffers */
+#define MAX_MOVE_PAGES	64			/* pages per move_pages() */
+#define RECLAIM_MAX	(16UL << 20)		/* bytes per memory.reclaim */
+#define CG_ROOT		"/sys/fs/cgroup"
+#define NODE_DIR	"/sys/devices/system/node"
 #define MAX_PROCS	32
 #define REPLY_TIMEOUT_S	60
 #define COORD		(-1)			/* parent: the coordinator */
@@ -152,6 +168,9 @@ static struct {
 /* What the running kernel and our privileges allow. */
 static struct {
 	bool thp, ksm, swap, uffd, uring, root;
+	bool numa;		/* move_pages() between nodes 0 and 1 */
+	bool pmadv;		/* process_madvise() */
+	bool memcg;		/* our own cgroup with memory.reclaim */
 } have;
 
 static struct {
@@ -316,7 +335,8 @@ enum cmd_type {
 	C_WRITE, C_READ, C_MMAP, C_MUNMAP, C_MREMAP, C_MPROTECT, C_MADVISE,
 	C_MLOCK, C_MUNLOCK, C_RWRITE, C_RREAD, C_FWRITE, C_FREAD, C_URING_REG,
 	C_URING_READ, C_URING_UNREG, C_UFFD_REG, C_UFFD_FILL, C_UFFD_UNREG,
-	C_FORK, C_EXIT, C_WAIT, C_THREAD, C_VMSPLICE, C_PIPE_READ, NR_CMDS,
+	C_FORK, C_EXIT, C_WAIT, C_THREAD, C_VMSPLICE, C_PIPE_READ,
+	C_MOVE_PAGES, NR_CMDS,
 };
 
 static const char *const cmd_names[NR_CMDS] = {
@@ -325,7 +345,7 @@ static const char *const cmd_names[NR_CMDS] = {
 	"io_uring_register_buffers", "IORING_OP_READ_FIXED",
 	"io_uring_unregister_buffers", "UFFDIO_REGISTER", "uffd-fill",
 	"UFFDIO_UNREGISTER", "fork", "exit", "waitpid", "thread", "vmsplice",
-	"pipe read",
+	"pipe read", "move_pages",
 };
 
 enum { GUP_VM, GUP_MEM };		/* process_vm_*v, /proc/PID/mem */
@@ -655,6 +675,46 @@ static void w_pipe_read(const struct cmd *c, struct reply *r)
 	}
 }
 
+/*
+ * move_pages() of the worker's own pages to the other node: first ask where
+ * each page is (nodes == NULL), then move the present ones, a page on node
+ * 0 to node 1 and any other to node 0.  Holes, PROT_NONE, missing and zero
+ * pages only get a negative status in the query and are left out.  ret is
+ * the second call's: the number of pages not migrated (busy, pinned), or
+ * -1 with errno.  MPOL_MF_MOVE_ALL: pages mapped by several processes, the
+ * ones that shared tables map, move too.
+ */
+static void w_move_pages(const struct cmd *c, struct reply *r)
+{
+	void *pages[MAX_MOVE_PAGES];
+	int nodes[MAX_MOVE_PAGES], status[MAX_MOVE_PAGES];
+	uint64_t i, k = 0, n = c->len / PG;
+	long ret;
+
+	if (n > MAX_MOVE_PAGES) {
+		r->ret = -1;
+		r->err = E2BIG;
+		return;
+	}
+	for (i = 0; i < n; i++)
+		pages[i] = (char *)c->addr + i * PG;
+	ret = syscall(SYS_move_pages, 0, n, pages, NULL, status,
+		      MPOL_MF_MOVE_ALL);
+	if (ret) {
+		w_result(r, ret);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (status[i] < 0)
+			continue;
+		pages[k] = pages[i];
+		nodes[k++] = status[i] ? 0 : 1;
+	}
+	ret = k ? syscall(SYS_move_pages, 0, k, pages, nodes, status,
+			  MPOL_MF_MOVE_ALL) : 0;
+	w_result(r, ret);
+}
+
 /* A userfaultfd whose missing faults raise SIGBUS instead of blocking. */
 static int uffd_open(void)
 {
@@ -765,6 +825,7 @@ static const w_handler w_handlers[NR_CMDS] = {
 	[C_WAIT] = w_wait,
 	[C_VMSPLICE] = w_vmsplice,
 	[C_PIPE_READ] = w_pipe_read,
+	[C_MOVE_PAGES] = w_move_pages,
 };
 
 static void w_send(const struct reply *r)
@@ -3222,6 +3283,158 @@ static void run_pipe_read(const struct op *op)
 }
 
 /* ------------------------------------------------------------------ */
+/* Operations: NUMA migration, remote pageout, memcg reclaim            */
+
+/*
+ * None of these changes what a page holds: the model stays as it is (but
+ * for the region splits of process_madvise) and the read-back after the op
+ * checks that nothing changed, in every worker.  What they exercise is the
+ * kernel reaching pages through the rmap rather than through the acting
+ * process's tables: migration and reclaim unmap a page from every process
+ * that maps it, shared tables included, and fault it back in on the next
+ * touch.
+ */
+
+static bool gen_move_pages(struct op *op)
+{
+	return gen_span(op, HOLES_OK, MAX_MOVE_PAGES);
+}
+
+static bool valid_move_pages(const struct op *op)
+{
+	return have.root && have.numa && op_ok(op) &&
+	       op->len / PG <= MAX_MOVE_PAGES;
+}
+
+/*
+ * The pages move to the other node or stay where they are: any of them may
+ * be busy (an io_uring pin, a pipe's reference, a transient one), so a
+ * count of pages not migrated is no failure, nor is ENOMEM (no free page
+ * on the target node).  Any other error is: detect() made sure of
+ * CAP_SYS_NICE and of nodes 0 and 1 with memory in our cpuset (no EPERM,
+ * ENODEV, EACCES), the flags are valid and the pid is 0 (no EINVAL,
+ * ESRCH), the arrays are the worker's own (no EFAULT).
+ */
+static void run_move_pages(const struct op *op)
+{
+	struct cmd c = {
+		.type = C_MOVE_PAGES, .addr = op->addr, .len = op->len,
+	};
+	int64_t n = op->len / PG;
+	char b[64];
+
+	if (co_call(op->w, &c, -1, &co_rep))
+		return;
+	if (co_rep.ret >= 0 ? co_rep.ret > n :
+	    co_rep.ret != -1 || co_rep.err != ENOMEM) {
+		fail("worker %" PRId64 " (pid %d): move_pages(%#" PRIx64 ", %" PRId64 " pages) returned %s, expected at most %" PRId64 " pages not migrated, or -1 ENOMEM",
+		     op->w, wk[op->w]->pid, op->addr, n,
+		     res_str(co_rep.ret, co_rep.err, b, sizeof(b)), n);
+		return;
+	}
+	touch(OP_S(op), OP_E(op));
+}
+
+enum { RADV_PAGEOUT, RADV_COLD };
+static const char *const radv_names[] = { "pageout", "cold" };
+
+/* The ranges the local madvise() COLD and PAGEOUT get. */
+static bool gen_pageout_remote(struct op *op)
+{
+	op->how = chance(70) ? RADV_PAGEOUT : RADV_COLD;
+	return gen_span(op, NO_UFFD, 4 * PMD_PAGES);
+}
+
+static bool valid_pageout_remote(const struct op *op)
+{
+	return have.root && have.pmadv && op_ok(op) &&
+	       (op->how == RADV_PAGEOUT || op->how == RADV_COLD) &&
+	       room(wk[op->w]) &&
+	       range_ok(wk[op->w], OP_S(op), OP_E(op), NO_UFFD);
+}
+
+/*
+ * The coordinator, a third process, advises worker w's memory with
+ * process_madvise(): another mm's tables walked under its mmap lock, the
+ * pages possibly mapped through shared tables by other workers too.  The
+ * result is predicted as madvise()'s: EINVAL at the first mlocked VMA,
+ * else the whole length (one iovec: no partial count).
+ */
+static void run_pageout_remote(const struct op *op)
+{
+	struct worker *w = wk[op->w];
+	int advice = op->how == RADV_COLD ? MADV_COLD : MADV_PAGEOUT;
+	struct iovec iov = { (void *)op->addr, op->len };
+	int first, last, err = 0, got, pidfd;
+	char b1[64], b2[64];
+	long ret;
+
+	reg_range(w, OP_S(op), OP_E(op), &first, &last);
+	for (int i = first; i < last && !err; i++)
+		err = madv_region(w, &w->reg[i], advice);
+	pidfd = syscall(SYS_pidfd_open, w->pid, 0);
+	if (pidfd < 0) {
+		fail("coordinator: pidfd_open(%d) of worker %" PRId64 ": %s",
+		     w->pid, op->w, errname(errno));
+		return;
+	}
+	ret = syscall(SYS_process_madvise, pidfd, &iov, 1, advice, 0);
+	got = ret < 0 ? errno : 0;
+	close(pidfd);
+	if (err ? ret != -1 || got != err : ret != (long)op->len) {
+		fail("coordinator: process_madvise(worker %" PRId64 " (pid %d), %#" PRIx64 ", %#" PRIx64 ", %s) returned %s, expected %s",
+		     op->w, w->pid, op->addr, op->len, radv_names[op->how],
+		     res_str(ret, got, b1, sizeof(b1)),
+		     res_str(err ? -1 : (long)op->len, err, b2, sizeof(b2)));
+		return;
+	}
+	touch(OP_S(op), OP_E(op));
+}
+
+/* Our cgroup, which every worker is in (see memcg_setup()). */
+static struct {
+	char path[64];		/* CG_ROOT/cow_pte_fuzz-PID, "" if none */
+	char orig[4200];	/* the coordinator's cgroup before */
+	pid_t owner;		/* the coordinator: only it tears down */
+	bool mounted;		/* we mounted cgroup2 on CG_ROOT */
+	bool joined;		/* the coordinator is in path */
+} memcg;
+
+static bool gen_reclaim(struct op *op)
+{
+	op->len = (2 + rnd(15)) << 20;		/* 2..16 MiB */
+	return true;
+}
+
+static bool valid_reclaim(const struct op *op)
+{
+	return have.memcg && op->len && op->len <= RECLAIM_MAX;
+}
+
+/*
+ * Proactive reclaim of the workers' cgroup: pages of any worker, mapped
+ * through shared tables or not, are unmapped through the rmap, swapped out
+ * or dropped (clean file pages, lazily freed ones).  EAGAIN (less reclaimed
+ * than asked) is no failure, nor EINTR when we are being stopped.  Any
+ * page may have gone, so everything is read back.
+ */
+static void run_reclaim(const struct op *op)
+{
+	char path[96], val[32];
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/memory.reclaim", memcg.path);
+	snprintf(val, sizeof(val), "%" PRIu64, op->len);
+	ret = write_text(path, val);
+	if (ret && ret != -EAGAIN && !(ret == -EINTR && stop_requested)) {
+		fail("coordinator: writing %s to %s: %s", val, path,
+		     errname(-ret));
+		return;
+	}
+	verify_all();
+}
+
+/* ------------------------------------------------------------------ */
 /* Operations: the process tree                                         */
 
 static struct worker *worker_new(int id, pid_t pid, int chan, int parent)
@@ -3466,7 +3679,8 @@ enum op_type {
 	OP_MADVISE, OP_MLOCK, OP_MUNLOCK, OP_GUP_WRITE, OP_GUP_READ,
 	OP_FILE_WRITE, OP_FILE_READ, OP_URING_REG, OP_URING_READ,
 	OP_URING_UNREG, OP_UFFD_REG, OP_UFFD_FILL, OP_UFFD_UNREG, OP_FORK,
-	OP_EXIT, OP_WAIT, OP_THREAD, OP_VMSPLICE, OP_PIPE_READ, NR_OPS,
+	OP_EXIT, OP_WAIT, OP_THREAD, OP_VMSPLICE, OP_PIPE_READ, OP_MOVE_PAGES,
+	OP_PAGEOUT_REMOTE, OP_RECLAIM, NR_OPS,
 };
 
 struct op_desc {
@@ -3530,6 +3744,10 @@ static const struct op_desc op_tab[NR_OPS] = {
 	[OP_THREAD] = OPD("thread", 2, FB(W) | FB(HOW), thread),
 	[OP_VMSPLICE] = OPD("vmsplice", 2, RANGE, vmsplice),
 	[OP_PIPE_READ] = OPD("pipe-read", 2, FB(W), pipe_read),
+	[OP_MOVE_PAGES] = OPD("move-pages", 2, RANGE, move_pages),
+	[OP_PAGEOUT_REMOTE] = OPDH("pageout-remote", 2, RANGE | FB(HOW),
+				   radv_names, pageout_remote),
+	[OP_RECLAIM] = OPD("reclaim", 1, FB(LEN), reclaim),
 };
 
 /* ------------------------------------------------------------------ */
@@ -4118,6 +4336,230 @@ static int cow_probe(void)
 	return wait_code(pid);
 }
 
+/* Whether node is in a node list like "0-1,3". */
+static bool node_listed(const char *list, int node)
+{
+	const char *p = list;
+	char *end;
+	long a, b;
+
+	for (;;) {
+		a = b = strtol(p, &end, 10);
+		if (end == p)
+			return false;
+		if (*end == '-') {
+			p = end + 1;
+			b = strtol(p, &end, 10);
+			if (end == p)
+				return false;
+		}
+		if (node >= a && node <= b)
+			return true;
+		if (*end != ',')
+			return false;
+		p = end + 1;
+	}
+}
+
+/* A field of /proc/self/status (in buf), or NULL. */
+static const char *self_status(const char *field, char *buf, size_t len)
+{
+	size_t n = strlen(field);
+	char *p;
+
+	if (read_text("/proc/self/status", buf, len) <= 0)
+		return NULL;
+	for (p = buf; p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		if (strncmp(p, field, n) || p[n] != ':')
+			continue;
+		p += n + 1;
+		p += strspn(p, " \t");
+		p[strcspn(p, "\n")] = '\0';
+		return p;
+	}
+	return NULL;
+}
+
+/*
+ * move-pages needs nodes 0 and 1 with memory, both in our cpuset (the
+ * workers', as we are in their cgroup by now), and a kernel with
+ * move_pages(); then ENODEV and EACCES from it are failures.
+ */
+static const char *numa_detect(void)
+{
+	static char why[96];
+	char buf[8192];
+	void *page = buf;
+	const char *v;
+	int status;
+
+	if (access(NODE_DIR "/node1", F_OK))
+		return "no second NUMA node (" NODE_DIR "/node1)";
+	if (read_text(NODE_DIR "/has_memory", buf, sizeof(buf)) <= 0 ||
+	    !node_listed(buf, 0) || !node_listed(buf, 1))
+		return "NUMA nodes 0 and 1 do not both have memory";
+	v = self_status("Mems_allowed_list", buf, sizeof(buf));
+	if (!v || !node_listed(v, 0) || !node_listed(v, 1))
+		return "NUMA nodes 0 and 1 are not both in our cpuset";
+	if (syscall(SYS_move_pages, 0, 1, &page, NULL, &status,
+		    MPOL_MF_MOVE_ALL)) {
+		snprintf(why, sizeof(why), "move_pages: %s", strerror(errno));
+		return why;
+	}
+	return NULL;
+}
+
+/* process_madvise() of ourselves: is it there at all? */
+static const char *pmadv_detect(void)
+{
+	static char why[96];
+	struct iovec iov = { w_page, PG };
+	int fd = syscall(SYS_pidfd_open, getpid(), 0), err;
+	long ret;
+
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "pidfd_open: %s", strerror(errno));
+		return why;
+	}
+	ret = syscall(SYS_process_madvise, fd, &iov, 1, MADV_COLD, 0);
+	err = errno;
+	close(fd);
+	if (ret != (long)PG) {
+		snprintf(why, sizeof(why), "process_madvise: %s",
+			 ret < 0 ? strerror(err) : "short count");
+		return why;
+	}
+	return NULL;
+}
+
+/*
+ * Our own cgroup for the reclaim op, CG_ROOT/cow_pte_fuzz-PID with the
+ * memory controller, and the coordinator in it before the first worker is
+ * forked, so that every worker is.  cgroup2 is mounted on CG_ROOT if
+ * nothing is (a cgroup v1 tmpfs there is left alone).  No memory.max: no
+ * OOM kills, only the reclaim we ask for.
+ */
+static const char *memcg_try(void)
+{
+	static char why[160];
+	char path[4300], buf[4096], val[32], *p;
+	struct statfs sfs;
+	int ret;
+
+	if (statfs(CG_ROOT, &sfs))
+		return "no " CG_ROOT;
+	if ((uint32_t)sfs.f_type != CGROUP2_SUPER_MAGIC) {
+		if ((uint32_t)sfs.f_type != SYSFS_MAGIC)
+			return CG_ROOT " is not cgroup2";
+		if (mount("none", CG_ROOT, "cgroup2", 0, NULL)) {
+			snprintf(why, sizeof(why), "mounting cgroup2 on %s: %s",
+				 CG_ROOT, strerror(errno));
+			return why;
+		}
+		memcg.mounted = true;
+	}
+	if (read_text("/proc/self/cgroup", buf, sizeof(buf)) <= 0)
+		return "/proc/self/cgroup unreadable";
+	for (p = buf; p && strncmp(p, "0::/", 4);
+	     p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		;
+	if (!p)
+		return "not in a cgroup v2 hierarchy";
+	p += 3;
+	p[strcspn(p, "\n")] = '\0';
+	snprintf(memcg.orig, sizeof(memcg.orig), "%s%s", CG_ROOT,
+		 strcmp(p, "/") ? p : "");
+	ret = write_text(CG_ROOT "/cgroup.subtree_control", "+memory");
+	if (ret) {
+		snprintf(why, sizeof(why), "enabling the memory controller: %s",
+			 strerror(-ret));
+		return why;
+	}
+	snprintf(memcg.path, sizeof(memcg.path), "%s/cow_pte_fuzz-%d",
+		 CG_ROOT, (int)getpid());
+	if (mkdir(memcg.path, 0755)) {
+		snprintf(why, sizeof(why), "mkdir %s: %s", memcg.path,
+			 strerror(errno));
+		memcg.path[0] = '\0';
+		return why;
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.procs", memcg.path);
+	snprintf(val, sizeof(val), "%d", (int)getpid());
+	ret = write_text(path, val);
+	if (ret) {
+		snprintf(why, sizeof(why), "joining %s: %s", memcg.path,
+			 strerror(-ret));
+		return why;
+	}
+	memcg.joined = true;
+	snprintf(path, sizeof(path), "%s/memory.reclaim", memcg.path);
+	if (access(path, W_OK))
+		return "no memory.reclaim";
+	return NULL;
+}
+
+/* Back to where the coordinator was; remove the cgroup once it is empty. */
+static void memcg_teardown(void)
+{
+	char path[4300], val[32];
+
+	if (memcg.owner != getpid())
+		return;		/* a child running our atexit handlers */
+	if (memcg.joined) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", memcg.orig);
+		snprintf(val, sizeof(val), "%d", (int)getpid());
+		if (write_text(path, val))
+			write_text(CG_ROOT "/cgroup.procs", val);
+		memcg.joined = false;
+	}
+	if (memcg.path[0]) {
+		/* reaped workers may take a moment to leave it */
+		for (int i = 0; i < 100 && rmdir(memcg.path) && errno == EBUSY;
+		     i++)
+			usleep(10000);
+		memcg.path[0] = '\0';
+	}
+	if (memcg.mounted) {
+		umount(CG_ROOT);	/* best effort: others may use it */
+		memcg.mounted = false;
+	}
+}
+
+/* CAP_SYS_NICE: move_pages(MPOL_MF_MOVE_ALL), another's process_madvise() */
+static bool have_sys_nice(void)
+{
+	char buf[8192];
+	const char *v = self_status("CapEff", buf, sizeof(buf));
+
+	return v && (strtoull(v, NULL, 16) >> 23 & 1);
+}
+
+/* Root only, like mlock and GUP: the cgroup first, see numa_detect(). */
+static void detect_root(void)
+{
+	const char *why;
+
+	memcg.owner = getpid();
+	why = memcg_try();
+	have.memcg = !why;
+	if (why) {
+		printf("# %s: reclaim disabled\n", why);
+		memcg_teardown();
+	}
+	if (!have_sys_nice()) {
+		printf("# no CAP_SYS_NICE: move-pages and pageout-remote disabled\n");
+		return;
+	}
+	why = numa_detect();
+	have.numa = !why;
+	if (why)
+		printf("# %s: move-pages disabled\n", why);
+	why = pmadv_detect();
+	have.pmadv = !why;
+	if (why)
+		printf("# %s: pageout-remote disabled\n", why);
+}
+
 static void detect(void)
 {
 	struct io_uring ring;
@@ -4142,7 +4584,9 @@ static void detect(void)
 		printf("# io_uring unavailable (%s): io_uring ops disabled\n",
 		       strerror(-ret));
 	if (!have.root)
-		printf("# not root: mlock and GUP (process_vm_writev, /proc/PID/mem) ops disabled\n");
+		printf("# not root: mlock, GUP (process_vm_writev, /proc/PID/mem), move-pages, pageout-remote and reclaim ops disabled\n");
+	else
+		detect_root();
 	if (opt.cow != COW_OFF) {
 		ret = cow_probe();
 		if (ret == EINVAL)
@@ -4167,6 +4611,7 @@ static void cleanup(void)
 		unlink(path);
 		rmdir(tmpdir);
 	}
+	memcg_teardown();	/* after tree_stop(): no worker is left in it */
 }
 
 static void on_signal(int sig)
