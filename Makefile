@@ -157,13 +157,17 @@ test: selftests
 # Randomized differential test (selftests/cow_pte_fuzz) in the debug kernel
 # with cow_pte=always for SOAK seconds; --keep-going: every failure is
 # reduced, written to build/soak-run/cow_pte_fuzz.repro*, and counted.
+# selftests/cow_pte_torture (forks racing VMA and PTE changes) runs beside
+# it for the same time.
 SOAK ?= 1800
 SOAK_ARGS ?=
+# (one line: a backslash-newline inside the quotes would reach sh)
+SOAK_SH = cd "$$(mktemp -d)" && { $(ST_OUT)/cow_pte_torture --time $(SOAK) >torture.log 2>&1 & } && $(ST_OUT)/cow_pte_fuzz --time $(SOAK) --keep-going --repro-file "$$COWPT_OUT/cow_pte_fuzz.repro" $(SOAK_ARGS); rc=$$?; wait; cat torture.log; exit $$rc
 soak: selftests
 	@echo "soak: booting build/kernel-debug with cow_pte=always for $(SOAK) s of cow_pte_fuzz"
 	@{ $(VMRUN) --out $(BUILD)/soak-run --timeout $$(( $(SOAK) + 900 )) \
 		--append "cow_pte=always $(APPEND)" -- \
-		sh -c 'cd "$$(mktemp -d)" && exec $(ST_OUT)/cow_pte_fuzz --time $(SOAK) --keep-going --repro-file "$$COWPT_OUT/cow_pte_fuzz.repro" $(SOAK_ARGS)'; \
+		sh -c '$(SOAK_SH)'; \
 		echo $$? >$(BUILD)/soak.status; } 2>&1 | tee $(BUILD)/soak.log
 	@$(TOOLS)/soak-summary $(BUILD)/soak.log $$(cat $(BUILD)/soak.status)
 

@@ -9,6 +9,7 @@
  *   pid_t pid = cowpt_fork(0);                   plain fork() through clone3
  *   cowpt_set_inherit(1);    every later fork of this process and of its
  *                            descendants shares, across execve() too
+ *                            (not one that gains privilege: set-user-ID)
  *
  * Errors (errno, with a return of -1):
  *   EINVAL      CLONE_COW_PGTABLE with CLONE_VM or CLONE_VFORK, or a kernel

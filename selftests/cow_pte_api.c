@@ -18,12 +18,15 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -547,6 +550,97 @@ TEST_F(api, prctl_inherited_by_fork_and_exec)
 	}
 	ASSERT_EQ(0, cowpt_set_inherit(0));
 	EXPECT_EQ(0, child_sees(0));
+}
+
+/* Copy @src to a new file @dst and give it @mode (set-user-ID included). */
+static int copy_prog(const char *src, const char *dst, mode_t mode)
+{
+	char buf[65536];
+	ssize_t n;
+	int in = open(src, O_RDONLY | O_CLOEXEC), out, ret = -1;
+
+	if (in < 0)
+		return -1;
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+	if (out < 0)
+		goto close_in;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, n) != n)
+			goto close_out;
+	/* after the writes: a write by anyone clears set-user-ID */
+	if (!n && !fchown(out, 0, 0) && !fchmod(out, mode))
+		ret = 0;
+close_out:
+	close(out);
+close_in:
+	close(in);
+	return ret;
+}
+
+/*
+ * Opt in as user nobody, then exec @prog as grep, which looks for
+ * "CowPTE: @want" in its own /proc/self/status.
+ */
+static int exec_as_nobody_sees(const char *prog, int want)
+{
+	char pat[48];
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
+		    setresuid(65534, 65534, 65534))
+			_exit(12);
+		if (cowpt_set_inherit(1))
+			_exit(13);
+		snprintf(pat, sizeof(pat), "^CowPTE:[[:space:]]*%d$", want);
+		execl(prog, "grep", "-q", pat, "/proc/self/status", (char *)NULL);
+		_exit(14);
+	}
+	return wait_code(pid);
+}
+
+/*
+ * PR_SET_COW_PTE needs no privilege, so a program that gains privilege at
+ * execve() (set-user-ID, set-group-ID, file capabilities: AT_SECURE) does
+ * not keep it, as it does not keep the caller's parent-death signal or
+ * its PER_CLEAR_ON_SETID personality flags: whether a privileged program
+ * shares its tables at fork is its own business.  An exec that gains
+ * nothing keeps the setting (the control).  /dev/shm, as the test's own
+ * directory may be on a filesystem mounted nosuid.
+ */
+TEST_F(api, prctl_cleared_by_setuid_exec)
+{
+	char dir[] = "/dev/shm/cow_pte_api.XXXXXX", plain[64], suid[64];
+	int code;
+
+	REQUIRE_COW_ALLOWED();
+	if (geteuid())
+		SKIP(return, "needs root to make a set-user-ID root program");
+	ASSERT_NE(NULL, mkdtemp(dir));
+	ASSERT_EQ(0, chmod(dir, 0755));
+	snprintf(plain, sizeof(plain), "%s/grep", dir);
+	snprintf(suid, sizeof(suid), "%s/grep-suid", dir);
+	ASSERT_EQ(0, copy_prog("/bin/grep", plain, 0755)) {
+		TH_LOG("copy /bin/grep: %s", strerror(errno));
+	}
+	ASSERT_EQ(0, copy_prog("/bin/grep", suid, 04755)) {
+		TH_LOG("copy /bin/grep: %s", strerror(errno));
+	}
+	code = exec_as_nobody_sees(plain, 1);
+	EXPECT_EQ(0, code) {
+		TH_LOG("plain exec: code %d (1: CowPTE not 1, 12: setresuid, 13: PR_SET_COW_PTE, 14: execve)",
+		       code);
+	}
+	code = exec_as_nobody_sees(suid, 0);
+	EXPECT_EQ(0, code) {
+		TH_LOG("set-user-ID exec: code %d (1: the privileged program still has CowPTE 1)",
+		       code);
+	}
+	unlink(plain);
+	unlink(suid);
+	rmdir(dir);
 }
 
 /*
