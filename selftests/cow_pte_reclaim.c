@@ -11,6 +11,9 @@
  *  - migrate: move_pages(MPOL_MF_MOVE_ALL) of memory behind shared tables
  *    moves every page, from the owner, from the sharer and from a sharer
  *    whose tables the owner left (orphans); data and isolation hold after;
+ *  - shared_stay: without MPOL_MF_MOVE_ALL, move_pages() and mbind() leave
+ *    the pages a sleeping child also maps where they are, as after a plain
+ *    fork;
  *  - swapped: with swap entries in shared tables (memory.reclaim), the
  *    owner or the sharer dies by a memcg OOM kill or by SIGKILL followed
  *    by process_mrelease(); the survivor keeps its data and no mm ends
@@ -41,6 +44,7 @@
 #define MiB		(1UL << 20)
 #define CG_ROOT		"/sys/fs/cgroup"
 #define CG2_MAGIC	0x63677270	/* CGROUP2_SUPER_MAGIC */
+#define MPOL_MF_MOVE	(1 << 1)
 #define MPOL_MF_MOVE_ALL (1 << 2)
 #define PM_SWAP		(1ULL << 62)
 #define PM_PRESENT	(1ULL << 63)
@@ -184,10 +188,11 @@ static int page_nodes(char *p, size_t len, void **pages, int *status)
 }
 
 /*
- * Move every page of [p, p + len) of this process to @node with
- * MPOL_MF_MOVE_ALL; the number of pages now on @node, or -1.
+ * Move every page of [p, p + len) of this process to @node with @flags;
+ * the number of pages now on @node, or -1.  *@eacces (if not NULL): how
+ * many move_pages() left where they were as mapped by other processes.
  */
-static long move_all(char *p, size_t len, int node)
+static long move_to(char *p, size_t len, int node, int flags, long *eacces)
 {
 	size_t n = len / PG;
 	void **pages = calloc(n, sizeof(*pages));
@@ -201,8 +206,13 @@ static long move_all(char *p, size_t len, int node)
 		pages[i] = p + i * PG;
 		nodes[i] = node;
 	}
-	if (move_pages(0, n, pages, nodes, status, MPOL_MF_MOVE_ALL) < 0)
+	if (move_pages(0, n, pages, nodes, status, flags) < 0)
 		goto out;
+	if (eacces) {
+		*eacces = 0;
+		for (size_t i = 0; i < n; i++)
+			*eacces += status[i] == -EACCES;
+	}
 	if (page_nodes(p, len, pages, status))
 		goto out;
 	on = 0;
@@ -211,6 +221,29 @@ static long move_all(char *p, size_t len, int node)
 out:
 	free(pages);
 	free(nodes);
+	free(status);
+	return on;
+}
+
+static long move_all(char *p, size_t len, int node)
+{
+	return move_to(p, len, node, MPOL_MF_MOVE_ALL, NULL);
+}
+
+/* How many pages of [p, p + len) are on @node, or -1. */
+static long pages_on(char *p, size_t len, int node)
+{
+	size_t n = len / PG;
+	void **pages = calloc(n, sizeof(*pages));
+	int *status = calloc(n, sizeof(*status));
+	long on = -1;
+
+	if (pages && status && !page_nodes(p, len, pages, status)) {
+		on = 0;
+		for (size_t i = 0; i < n; i++)
+			on += status[i] == node;
+	}
+	free(pages);
 	free(status);
 	return on;
 }
@@ -507,6 +540,92 @@ TEST_F_TIMEOUT(migrate, moves_every_page, 180)
 	EXPECT_EQ(-1, pattern_check(self->a, self->a, M_LEN,
 				    variant->owner_writes || !variant->child_moves ? 2 : 1))
 		TH_LOG("the owner's data changed");
+}
+
+/*
+ * Without MPOL_MF_MOVE_ALL, move_pages() and mbind(MPOL_MF_MOVE) leave a
+ * page that other processes map where it is (move_pages: status EACCES).
+ * After a plain fork that is every page; after a CoW fork it must be too,
+ * though each page of a shared table is mapped through one PTE
+ * (mapcount 1).
+ */
+FIXTURE(shared_stay) {
+	char *a;
+};
+
+FIXTURE_VARIANT(shared_stay) {
+	bool cow;
+	bool mbind;	/* mbind(MPOL_BIND, MPOL_MF_MOVE), not move_pages() */
+};
+
+FIXTURE_VARIANT_ADD(shared_stay, move_pages_plain) { };
+FIXTURE_VARIANT_ADD(shared_stay, move_pages_cow) { .cow = true };
+FIXTURE_VARIANT_ADD(shared_stay, mbind_plain) { .mbind = true };
+FIXTURE_VARIANT_ADD(shared_stay, mbind_cow) { .cow = true, .mbind = true };
+
+FIXTURE_SETUP(shared_stay)
+{
+	if (!two_nodes())
+		SKIP(return, "one NUMA node");
+	self->a = map_at_phase(M_LEN, 0);
+	ASSERT_NE(NULL, self->a);
+	pattern_fill(self->a, self->a, M_LEN, 1);
+}
+
+FIXTURE_TEARDOWN(shared_stay)
+{
+	munmap(self->a, M_LEN);
+}
+
+static int sleep_child(void *p)
+{
+	int *go = p;
+
+	close(go[1]);
+	wait_eof(go[0]);
+	return RC_OK;
+}
+
+TEST_F_TIMEOUT(shared_stay, not_moved_without_move_all, 180)
+{
+	int go[2], from = node_of(self->a), code;
+	long shared = 0, on, eacces = 0;
+	pid_t pid;
+
+	ASSERT_LE(0, from);
+	ASSERT_EQ(0, pipe(go));
+	if (variant->cow) {
+		pid = cow_child(sleep_child, go, &shared);
+		if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
+			SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+	} else {
+		pid = fork();
+		if (!pid)
+			_exit(sleep_child(go));
+	}
+	ASSERT_LT(0, pid);
+	close(go[0]);
+	if (variant->cow)
+		ASSERT_LE((long)(M_LEN / PMD_SZ), shared)
+			TH_LOG("the fork shared %ld tables", shared);
+	if (variant->mbind) {
+		unsigned long mask = 1UL << !from;
+
+		ASSERT_EQ(0, syscall(SYS_mbind, self->a, M_LEN, 2 /* MPOL_BIND */,
+				     &mask, 8 * sizeof(mask), MPOL_MF_MOVE))
+			TH_LOG("mbind: %s", strerror(errno));
+		on = pages_on(self->a, M_LEN, !from);
+	} else {
+		on = move_to(self->a, M_LEN, !from, MPOL_MF_MOVE, &eacces);
+		EXPECT_EQ((long)(M_LEN / PG), eacces)
+			TH_LOG("%ld of %lu pages refused as shared", eacces, M_LEN / PG);
+	}
+	EXPECT_EQ(0, on) TH_LOG("%ld of %lu pages moved to node %d", on,
+				M_LEN / PG, !from);
+	EXPECT_EQ(-1, pattern_check(self->a, self->a, M_LEN, 1));
+	close(go[1]);
+	code = wait_code(pid);
+	EXPECT_EQ(RC_OK, code) TH_LOG("child: %s", result_str(code));
 }
 
 /* ---------------------------------------------------------------- swapped */
