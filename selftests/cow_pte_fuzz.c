@@ -4766,6 +4766,7 @@ static void vm_snap(long *v)
 static void summary(void)
 {
 	long end[NR_COW_PTE_COUNTERS], shared = 0, breaks = 0, drops = 0;
+	long adopts = 0;
 	double t = now() - stats.start;
 
 	vm_snap(end);
@@ -4783,9 +4784,11 @@ static void summary(void)
 				breaks += d;
 			else if (!strcmp(cow_pte_counters[i], "cow_pte_drop"))
 				drops = d;
+			else if (!strcmp(cow_pte_counters[i], "cow_pte_adopt"))
+				adopts = d;
 		}
-		printf(", shared %ld, breaks %ld, drops %ld", shared, breaks,
-		       drops);
+		printf(", shared %ld, breaks %ld, drops %ld, adopts %ld",
+		       shared, breaks, drops, adopts);
 	}
 	printf("\n");
 }

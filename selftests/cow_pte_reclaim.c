@@ -21,6 +21,8 @@
  *  - mlocked: a sharer's mlock survives the owner's migration of the pages;
  *  - split: splitting a large folio behind a table the owner left maps its
  *    zero-filled subpages to the zero page without charging the sharer;
+ *  - survivor: the memcg OOM killer chooses the big child of an owner that
+ *    exited, as after a plain fork: the child is charged for its tables;
  *  - race: move_pages() of the owner's memory while the sharer drops,
  *    breaks and exits the same tables: an rmap walker must never change a
  *    table that a break or a drop has just taken away from its mm.
@@ -903,9 +905,9 @@ TEST_F_TIMEOUT(mlocked, sharer_keeps_mlock_across_migration, 180)
 /*
  * Splitting a large folio maps its zero-filled subpages to the shared zero
  * page, and uncharges them from the mm whose mapping it restores.  Behind
- * a shared table that mm is not the one charged: a table the owner left
- * (an orphan) is charged to nobody, and its last mapper ended with a
- * "Bad rss-counter".
+ * a shared table that mm need not be the one charged: a table the owner
+ * left was charged to nobody (an orphan) before its remaining mapper
+ * adopted it, and that mapper ended with a "Bad rss-counter".
  */
 FIXTURE(split) {
 	char *a;
@@ -977,7 +979,7 @@ TEST_F_TIMEOUT(split, zero_subpages_of_orphan, 120)
 	ASSERT_LT(0, pid);
 	close(arg.go[0]);
 	ASSERT_LE(1, shared);
-	/* the owner breaks the table: the child alone maps it, an orphan */
+	/* the owner breaks the table: the child alone maps it, and adopts it */
 	*(volatile uint64_t *)(self->a + PG) = 7;
 	ASSERT_LT(0, kpageflag_pages(pid, self->a, PMD_PAGES - 1, KPF_THP));
 	snprintf(cmd, sizeof(cmd), "%d,%#lx,%#lx", getpid(), (unsigned long)self->a,
@@ -989,6 +991,135 @@ TEST_F_TIMEOUT(split, zero_subpages_of_orphan, 120)
 	code = wait_code(pid);
 	EXPECT_EQ(RC_OK, code) TH_LOG("child: %s", result_str(code));
 	EXPECT_EQ(0, new_bad_rss(self->bad_rss));
+}
+
+/* ---------------------------------------------------------------- survivor */
+
+#define V_HELD		(64 * MiB)
+#define V_HOG		(64 * MiB)
+#define V_MAX		"100M"		/* V_HELD fits, V_HELD + V_HOG does not */
+
+/*
+ * The OOM killer must see memory whose tables' owner has exited.  A
+ * process in a memory cgroup fills V_HELD, forks a child (plain, or CoW:
+ * the child maps the owner's tables) and exits; the child sleeps.  Then a
+ * hog in the same cgroup allocates V_HOG, more than is left: the child,
+ * the biggest process by far, must be the one killed, as after a plain
+ * fork.  Before a table's charge went to a remaining mapper when its
+ * owner left, the CoW child's RssAnon was a few hundred kB, and the hog
+ * died instead.
+ */
+FIXTURE(survivor) {
+	char cg[128];
+};
+
+FIXTURE_VARIANT(survivor) {
+	bool cow;
+};
+
+FIXTURE_VARIANT_ADD(survivor, plain) { .cow = false };
+FIXTURE_VARIANT_ADD(survivor, cow) { .cow = true };
+
+FIXTURE_SETUP(survivor)
+{
+	if (geteuid())
+		SKIP(return, "needs root for a memory cgroup");
+	ASSERT_EQ(0, cg_create(self->cg, sizeof(self->cg), "survivor"))
+		TH_LOG("memory cgroup: %s", strerror(errno));
+	ASSERT_EQ(0, cg_write(self->cg, "memory.max", V_MAX));
+	/* no swap: the limit must end in an OOM kill, not in swapping */
+	if (cg_write(self->cg, "memory.swap.max", "0") && have_swap())
+		SKIP(return, "cannot set memory.swap.max with swap present");
+	/* the owner's child must become ours when the owner exits */
+	ASSERT_EQ(0, prctl(PR_SET_CHILD_SUBREAPER, 1));
+}
+
+FIXTURE_TEARDOWN(survivor)
+{
+	cg_remove(self->cg);
+}
+
+/* The owner: fill V_HELD, fork the survivor, tell its PID, exit. */
+static int survivor_owner(const char *cg, bool cow, int report)
+{
+	char *a = map_at_phase(V_HELD, 0);
+	long shared = 0;
+	pid_t child;
+
+	if (!a || cg_enter(cg))
+		return RC_SETUP;
+	pattern_fill(a, a, V_HELD, 1);
+	child = fork_as(cow, &shared);
+	if (child < 0)
+		return RC_FORK;
+	if (child == 0) {
+		for (;;)
+			pause();
+	}
+	if (cow && shared < (long)(V_HELD / PMD_SZ)) {
+		kill(child, SIGKILL);
+		return RC_NOT_SHARED;
+	}
+	if (write(report, &child, sizeof(child)) != sizeof(child))
+		return RC_SETUP;
+	return RC_OK;
+}
+
+/* The hog: allocate and touch V_HOG, in the cgroup. */
+static int survivor_hog(const char *cg)
+{
+	char *b;
+
+	if (cg_enter(cg))
+		return RC_SETUP;
+	b = mmap(NULL, V_HOG, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b == MAP_FAILED)
+		return RC_SETUP;
+	pattern_fill(b, b, V_HOG, 2);
+	return RC_OK;
+}
+
+TEST_F_TIMEOUT(survivor, oom_kills_the_big_survivor, 180)
+{
+	int pfd[2], code, hog_code, child_code;
+	long kills, rss;
+	pid_t owner, child = 0, hog;
+
+	ASSERT_EQ(0, pipe(pfd));
+	owner = fork();
+	ASSERT_LE(0, owner);
+	if (owner == 0) {
+		close(pfd[0]);
+		_exit(survivor_owner(self->cg, variant->cow, pfd[1]));
+	}
+	close(pfd[1]);
+	code = wait_code(owner);
+	if (code == RC_FORK)
+		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+	ASSERT_EQ(RC_OK, code) TH_LOG("owner: %s", result_str(code));
+	ASSERT_EQ(sizeof(child), read(pfd[0], &child, sizeof(child)));
+	close(pfd[0]);
+	rss = status_kb(child, "RssAnon");
+	TH_LOG("survivor RssAnon %ld kB after its owner's exit", rss);
+
+	kills = cg_key(self->cg, "memory.events", "oom_kill");
+	hog = fork();
+	ASSERT_LE(0, hog);
+	if (hog == 0)
+		_exit(survivor_hog(self->cg));
+	hog_code = wait_code(hog);
+	kills = cg_key(self->cg, "memory.events", "oom_kill") - kills;
+	/* the survivor is dead by now if the OOM killer chose it */
+	kill(child, SIGKILL);
+	child_code = wait_code(child);
+	TH_LOG("hog: %s; %ld OOM kills", result_str(hog_code), kills);
+	EXPECT_LE(1, kills);
+	EXPECT_EQ(RC_OK, hog_code)
+		TH_LOG("the hog was killed, not the %ld kB survivor", rss);
+	EXPECT_EQ(128 + SIGKILL, child_code);
+	EXPECT_LE((long)(V_HELD / 1024) - 1024, rss)
+		TH_LOG("the survivor is not charged for what it maps");
 }
 
 /* ---------------------------------------------------------------- race */

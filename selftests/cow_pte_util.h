@@ -52,6 +52,8 @@ static const char *const cow_pte_counters[] = {
 	"cow_pte_break_other",
 	"cow_pte_reuse",
 	"cow_pte_drop",
+	"cow_pte_adopt",
+	"cow_pte_orphan",
 };
 #define NR_COW_PTE_COUNTERS \
 	(sizeof(cow_pte_counters) / sizeof(cow_pte_counters[0]))
