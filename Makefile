@@ -60,7 +60,7 @@ help:
 	@echo "  make bench-icount  plain fork, cowpt vs unpatched kernel, instruction-counted boots"
 	@echo "  make selftests     build selftests/ and the kernel's mm selftests"
 	@echo "  make tools         build tools/*.c (cowpt-run) into build/bin"
-	@echo "  make soak SOAK=S   cow_pte_fuzz for S seconds in cow_pte=always (default 1800)"
+	@echo "  make soak SOAK=S   cow_pte_fuzz and cow_pte_torture for S seconds in cow_pte=always (default 1800)"
 	@echo "  make vm            interactive shell in the debug kernel"
 	@echo "  make export-series regenerate kernel-patches/ from build/linux commits"
 	@echo "  make bisect-check  build the debug kernel at every patch of the series"
