@@ -97,11 +97,9 @@ kernel-stock: source
 # ---------------------------------------------------------------- tests
 # The kernel's mm selftests are built from the patched tree against the
 # debug kernel's uapi headers.  khugepaged.c does not build in 6.12.y
-# (KSFT_SKIP undeclared), hence -k; the programs we run are checked below.
-MM_PROGS := cow mremap_test mremap_dontunmap mkdirty gup_longterm gup_test \
-	ksm_functional_tests uffd-unit-tests madv_populate soft-dirty migration \
-	split_huge_page_test map_populate mlock2-tests mrelease_test pagemap_ioctl \
-	droppable
+# (KSFT_SKIP undeclared), hence -k; the programs the test table runs
+# ($MM/NAME in selftests/tests.list) are checked below.
+MM_PROGS := $(shell sed -n 's|.*\$$MM/\([^ ]*\).*|\1|p' $(TOP)/selftests/tests.list | sort -u)
 
 # Userspace tools (tools/*.c): build/bin/
 BIN_OUT := $(BUILD)/bin
@@ -121,24 +119,19 @@ selftests: kernel tools
 	done
 
 # Two boots of the debug kernel: the default mode (opt-in), then
-# cow_pte=always, in which every fork of every test shares PTE tables;
-# selftests/always.list adds a stress run and the vmstat proof to the
-# second, selftests/always-skip lists what it leaves out.  MODES=opt-in or
+# cow_pte=always, in which every fork of every test shares PTE tables.
+# The modes column of selftests/tests.list says which boots run a program
+# (tools/test-list writes each boot's list).  MODES=opt-in or
 # MODES=always runs one boot only.
 MODES ?= opt-in always
-ALWAYS_LIST := $(BUILD)/tests-always.list
 
 test: selftests
-	@grep -v '^[[:space:]]*#' $(TOP)/selftests/always-skip | awk 'NF {print $$1}' >$(BUILD)/always-skip.names
-	@awk 'NR == FNR {skip[$$1] = 1; next} /^[[:space:]]*(#|$$)/ || !($$1 in skip)' \
-		$(BUILD)/always-skip.names $(TOP)/selftests/tests.list >$(ALWAYS_LIST)
-	@cat $(TOP)/selftests/always.list >>$(ALWAYS_LIST)
 	@set -e; for mode in $(MODES); do \
-		case $$mode in \
-		opt-in) list=$(TOP)/selftests/tests.list ;; \
-		always) list=$(ALWAYS_LIST) ;; \
-		*) echo "test: unknown mode $$mode (opt-in, always)" >&2; exit 2 ;; \
-		esac; \
+		$(TOOLS)/test-list $$mode >$(BUILD)/tests-$$mode.list || \
+			{ echo "test: no test list for mode $$mode (opt-in, always)" >&2; exit 2; }; \
+	done
+	@set -e; for mode in $(MODES); do \
+		list=$(BUILD)/tests-$$mode.list; \
 		echo "test: booting build/kernel-debug with cow_pte=$$mode ($(ACCEL), $(VM_SMP) vCPUs, $(VM_MEM))"; \
 		$(VMRUN) --out $(BUILD)/test-run-$$mode --timeout $(TEST_TIMEOUT) \
 			--append "cow_pte=$$mode $(APPEND)" \
@@ -149,8 +142,7 @@ test: selftests
 	done
 	@echo "== cowpt test results"
 	@args=; for mode in $(MODES); do \
-		case $$mode in opt-in) list=$(TOP)/selftests/tests.list ;; *) list=$(ALWAYS_LIST) ;; esac; \
-		args="$$args --list $$list --label $$mode $(BUILD)/test-run-$$mode"; \
+		args="$$args --list $(BUILD)/tests-$$mode.list --label $$mode $(BUILD)/test-run-$$mode"; \
 	done; \
 	$(TOOLS)/test-report $(if $(filter-out .,$(ONLY)),--only '$(ONLY)') $$args
 
@@ -249,6 +241,9 @@ bench-icount: kernel-bench kernel-stock tools
 # check-series ends with the check-latest line, which never fails it: the
 # pinned source is what must pass; the newest one is news.
 check:
+	@for mode in opt-in always; do \
+		$(TOOLS)/test-list $$mode >/dev/null || exit 1; \
+	done
 	@$(TOOLS)/check-series
 
 check-latest:
@@ -261,7 +256,8 @@ bisect-check: source
 	@$(TOOLS)/check-series --build
 
 clean:
-	rm -rf $(BUILD)/test-run $(BUILD)/bench-run $(BUILD)/vm-shell $(ST_OUT) $(MM_OUT)
+	rm -rf $(BUILD)/test-run* $(BUILD)/*-run $(BUILD)/vm-shell $(BUILD)/vm-out \
+		$(ST_OUT) $(MM_OUT)
 
 distclean:
 	rm -rf $(BUILD)
