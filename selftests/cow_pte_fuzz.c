@@ -58,42 +58,6 @@
 #include "cowpt.h"
 #include "cow_pte_util.h"
 
-#ifndef MADV_WIPEONFORK
-#define MADV_WIPEONFORK		18
-#define MADV_KEEPONFORK		19
-#endif
-#ifndef MADV_COLD
-#define MADV_COLD		20
-#define MADV_PAGEOUT		21
-#endif
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ	22
-#define MADV_POPULATE_WRITE	23
-#endif
-#ifndef MADV_COLLAPSE
-#define MADV_COLLAPSE		25
-#endif
-#ifndef MAP_FIXED_NOREPLACE
-#define MAP_FIXED_NOREPLACE	0x100000
-#endif
-#ifndef MREMAP_DONTUNMAP
-#define MREMAP_DONTUNMAP	4
-#endif
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY	1
-#endif
-#ifndef MLOCK_ONFAULT
-#define MLOCK_ONFAULT		1
-#endif
-#ifndef MPOL_MF_MOVE_ALL
-#define MPOL_MF_MOVE_ALL	(1 << 2)
-#endif
-#ifndef CGROUP2_SUPER_MAGIC
-#define CGROUP2_SUPER_MAGIC	0x63677270
-#endif
-#ifndef SYSFS_MAGIC
-#define SYSFS_MAGIC		0x62656572
-#endif
 
 #define ARENA_BASE	0x100000000000UL	/* 16 TiB: 1 TiB aligned */
 #define ARENA_PAGES	(1UL << 18)		/* 1 GiB of address space */

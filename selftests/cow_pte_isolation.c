@@ -53,16 +53,6 @@
 #include "cowpt.h"
 #include "cow_pte_util.h"
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE	23
-#endif
-#ifndef MREMAP_DONTUNMAP
-#define MREMAP_DONTUNMAP	4
-#endif
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY	1
-#endif
-
 /* ------------------------------------------------------------------ */
 /* Layout and page patterns                                             */
 

@@ -19,7 +19,6 @@
 #include "cow_pte_util.h"
 
 #define LEN		(8UL << 20)
-#define PM_EXCLUSIVE	(1ULL << 56)
 
 static const char *const fields[] = {
 	"Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean",
@@ -62,33 +61,11 @@ static int smaps_of(pid_t pid, const char *addr, long *val)
 	return found == NR_FIELDS ? 0 : -1;
 }
 
-/* Pages of [addr, addr + LEN) in @pid with PM_MMAP_EXCLUSIVE, or -1. */
-static long exclusive_pages(pid_t pid, const char *addr)
-{
-	static uint64_t ent[LEN / PG];
-	char path[64];
-	long n = 0;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	if (pread(fd, ent, sizeof(ent), (uintptr_t)addr / PG * 8) != sizeof(ent)) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	for (size_t i = 0; i < LEN / PG; i++)
-		n += !!(ent[i] & PM_EXCLUSIVE);
-	return n;
-}
-
 static int values_of(pid_t pid, const char *addr, long *val)
 {
 	if (smaps_of(pid, addr, val))
 		return -1;
-	val[NR_FIELDS] = exclusive_pages(pid, addr);
+	val[NR_FIELDS] = pagemap_pages(pid, addr, LEN, PM_EXCLUSIVE);
 	return val[NR_FIELDS] < 0 ? -1 : 0;
 }
 

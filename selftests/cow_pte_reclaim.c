@@ -45,11 +45,6 @@
 
 #define MiB		(1UL << 20)
 #define CG_ROOT		"/sys/fs/cgroup"
-#define CG2_MAGIC	0x63677270	/* CGROUP2_SUPER_MAGIC */
-#define MPOL_MF_MOVE	(1 << 1)
-#define MPOL_MF_MOVE_ALL (1 << 2)
-#define PM_SWAP		(1ULL << 62)
-#define PM_PRESENT	(1ULL << 63)
 #define COW_WARNING	"cow_pte: shared PTE table"
 
 /* ---------------------------------------------------------------- cgroups */
@@ -60,7 +55,7 @@ static int cg_create(char *dir, size_t len, const char *name)
 	static int seq;
 	struct statfs sf;
 
-	if (statfs(CG_ROOT, &sf) || sf.f_type != CG2_MAGIC)
+	if (statfs(CG_ROOT, &sf) || sf.f_type != CGROUP2_SUPER_MAGIC)
 		if (mount("none", CG_ROOT, "cgroup2", 0, NULL))
 			return -1;
 	/* EBUSY-free when already enabled; fails only without memcg */
@@ -142,33 +137,6 @@ static int oom_adj(int adj)
 
 	snprintf(val, sizeof(val), "%d", adj);
 	return write_text("/proc/self/oom_score_adj", val) < 0 ? -1 : 0;
-}
-
-/* Pages of [p, p + len) that /proc/PID/pagemap shows swapped out, or -1. */
-static long swapped_pages(pid_t pid, const char *p, size_t len)
-{
-	char path[64];
-	uint64_t ent[512];
-	long n = 0;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	for (size_t off = 0; off < len; off += sizeof(ent) / 8 * PG) {
-		size_t cnt = (len - off) / PG < 512 ? (len - off) / PG : 512;
-		off_t pos = (uintptr_t)(p + off) / PG * 8;
-
-		if (pread(fd, ent, cnt * 8, pos) != (ssize_t)(cnt * 8)) {
-			close(fd);
-			return -1;
-		}
-		for (size_t i = 0; i < cnt; i++)
-			n += !!(ent[i] & PM_SWAP);
-	}
-	close(fd);
-	return n;
 }
 
 /* ---------------------------------------------------------------- move_pages */
@@ -754,7 +722,7 @@ static int swapped_owner(const char *cg, bool kill_owner, bool oom, int report)
 	if (shared < (long)(S_LEN / PMD_SZ))
 		return RC_NOT_SHARED;
 	cg_write(cg, "memory.reclaim", S_RECLAIM);	/* EAGAIN if it fell short */
-	out = swapped_pages(child, a, S_LEN);
+	out = pagemap_pages(child, a, S_LEN, PM_SWAP);
 	fprintf(stderr, "# %ld pages of the shared tables swapped out\n", out);
 	if (out < 1)
 		return RC_NOT_SWAPPED;

@@ -64,12 +64,6 @@
 #define MAGIC_WRITER	0xd00dULL
 #define MAGIC_CHILD	0xc41dULL
 
-#ifndef MPOL_MF_MOVE
-#define MPOL_MF_MOVE	(1 << 1)
-#endif
-#ifndef MPOL_MF_MOVE_ALL
-#define MPOL_MF_MOVE_ALL (1 << 2)
-#endif
 
 /* Page states of a model */
 enum { ST_UNMAPPED, ST_DATA, ST_FREED, ST_UNCERTAIN };

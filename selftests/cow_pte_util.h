@@ -33,6 +33,45 @@
 
 #include "cowpt.h"
 
+/* What older libc headers lack. */
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK		18
+#define MADV_KEEPONFORK		19
+#endif
+#ifndef MADV_COLD
+#define MADV_COLD		20
+#define MADV_PAGEOUT		21
+#endif
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ	22
+#define MADV_POPULATE_WRITE	23
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE		25
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE	0x100000
+#endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP	4
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY	1
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT		1
+#endif
+#ifndef MPOL_MF_MOVE
+#define MPOL_MF_MOVE		(1 << 1)
+#define MPOL_MF_MOVE_ALL	(1 << 2)
+#endif
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC	0x63677270
+#endif
+#ifndef SYSFS_MAGIC
+#define SYSFS_MAGIC		0x62656572
+#endif
+
 #define PG		4096UL
 #define PMD_SZ		(2UL << 20)
 #define PMD_PAGES	(PMD_SZ / PG)
@@ -314,6 +353,41 @@ static inline int wait_code_timeout(pid_t pid, int secs)
 /* Bits of /proc/kpageflags (include/uapi/linux/kernel-page-flags.h) */
 #define KPF_MLOCKED	33
 #define KPF_THP		22
+
+#define PM_EXCLUSIVE	(1ULL << 56)	/* /proc/PID/pagemap entry bits */
+#define PM_SWAP		(1ULL << 62)
+#define PM_PRESENT	(1ULL << 63)
+
+/*
+ * How many pages of [p, p + len) in @pid's address space have all of the
+ * pagemap bits @mask set, or -1 if /proc/PID/pagemap cannot be read.
+ */
+static inline long pagemap_pages(pid_t pid, const char *p, size_t len,
+				 uint64_t mask)
+{
+	char path[64];
+	uint64_t ent[512];
+	long n = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	for (size_t off = 0; off < len; off += sizeof(ent) / 8 * PG) {
+		size_t cnt = (len - off) / PG < 512 ? (len - off) / PG : 512;
+		off_t pos = (uintptr_t)(p + off) / PG * 8;
+
+		if (pread(fd, ent, cnt * 8, pos) != (ssize_t)(cnt * 8)) {
+			close(fd);
+			return -1;
+		}
+		for (size_t i = 0; i < cnt; i++)
+			n += (ent[i] & mask) == mask;
+	}
+	close(fd);
+	return n;
+}
 
 /*
  * How many of the n pages at addr in pid's address space are mapped and
