@@ -146,6 +146,8 @@ static struct {
 static long cur_op = -1;	/* index of the operation being executed */
 static bool generating;		/* the generation-only limits apply */
 static bool quiet;		/* a reduction replay: no per-op output */
+static double replay_end;	/* a replay stops here (now()); 0: never */
+static bool replay_cut;		/* the last replay stopped at replay_end */
 static volatile sig_atomic_t stop_requested;
 
 static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
@@ -1640,6 +1642,14 @@ static void corrupt_str(uint64_t got, const struct reply *rep, char *buf,
 		buf[0] = '\0';
 }
 
+static bool page_ok(const struct worker *w, const struct region *r,
+		    uint64_t pg, uint64_t got)
+{
+	struct expect x = page_expect(w, r, pg);
+
+	return x.skip || got == x.tag || (x.or_zero && !got);
+}
+
 /* Page pg of worker id read back as got (how: the path that read it). */
 static void check_page(int id, struct region *r, uint64_t pg, uint64_t got,
 		       const struct reply *rep, const char *how)
@@ -1648,7 +1658,7 @@ static void check_page(int id, struct region *r, uint64_t pg, uint64_t got,
 	struct expect x = page_expect(w, r, pg);
 	char b1[80], b2[80], b3[64], b4[160];
 
-	if (x.skip || got == x.tag || (x.or_zero && !got))
+	if (page_ok(w, r, pg, got))
 		return;
 	corrupt_str(got, rep, b3, sizeof(b3));
 	fail("worker %d (pid %d) page %#" PRIx64 " (%s): expected %s%s, found %s%s [%s, %s]",
@@ -1678,8 +1688,28 @@ static void read_check(int id, struct region *r, uint64_t pg, uint64_t n)
 		     id, co_rep.ret, co_rep.n);
 		return;
 	}
-	for (uint64_t i = 0; i < n && !failure.failed; i++)
-		check_page(id, r, pg + i, co_rep.tags[i], &co_rep, "cpu read");
+	/*
+	 * Report the first wrong page, and how many more this read found
+	 * (and how many of them read zero): one lost PTE, or a whole table?
+	 */
+	for (uint64_t i = 0; i < n; i++) {
+		char how[96];
+		uint64_t bad = 0, zero = 0;
+
+		if (page_ok(wk[id], r, pg + i, co_rep.tags[i]))
+			continue;
+		for (uint64_t j = i; j < n; j++) {
+			if (page_ok(wk[id], r, pg + j, co_rep.tags[j]))
+				continue;
+			bad++;
+			zero += !co_rep.tags[j];
+		}
+		snprintf(how, sizeof(how),
+			 "cpu read; %" PRIu64 " of the %" PRIu64 " pages read wrong, %" PRIu64 " of them zero",
+			 bad, n, zero);
+		check_page(id, r, pg + i, co_rep.tags[i], &co_rep, how);
+		break;
+	}
 }
 
 /* Read back every readable page of [s, e) in worker id. */
@@ -4001,10 +4031,16 @@ static long run_ops(const struct op *ops, long n)
 {
 	long done = 0;
 
+	replay_cut = false;
 	if (tree_start())
 		goto out;
-	for (long i = 0; i < n && !failure.failed && !stop_requested; i++)
+	for (long i = 0; i < n && !failure.failed && !stop_requested; i++) {
+		if (replay_end && now() >= replay_end) {
+			replay_cut = true;
+			goto out;
+		}
 		done += exec_op(&ops[i]);
+	}
 	if (!failure.failed) {
 		cur_op = n ? ops[n - 1].idx : 0;
 		verify_all();
@@ -4024,7 +4060,10 @@ static struct {
 /* ------------------------------------------------------------------ */
 /* Reduction and repro files                                            */
 
-/* Does this list of operations fail in a fresh tree? */
+/*
+ * Does this list of operations fail in a fresh tree?  A replay that reaches
+ * replay_end first stops there and counts as not failing (replay_cut).
+ */
 static bool replay_fails(const struct op *ops, long n, char *msg, size_t len)
 {
 	bool failed, was_generating = generating;
@@ -4056,6 +4095,7 @@ static long reduce(struct op *ops, long n, double budget, char *msg,
 
 	if (!cand)
 		bug("out of memory");
+	replay_end = end;
 	while (n >= 2 && now() < end && !stop_requested) {
 		long size = (n + k - 1) / k, m;
 		bool smaller = false;
@@ -4080,6 +4120,7 @@ static long reduce(struct op *ops, long n, double budget, char *msg,
 			k = MIN(2 * k, n);
 		}
 	}
+	replay_end = 0;
 	printf("# reduced %ld ops to %ld in %ld replays (%.1f s%s)\n", orig, n,
 	       replays, now() - start,
 	       now() >= end ? ", time budget used up" : "");
@@ -4139,13 +4180,24 @@ static void handle_failure(const struct op *ops, long n)
 		if (ops[i].idx <= fop)
 			copy[m++] = ops[i];
 	if (opt.reduce_time > 0) {
+		double end = now() + opt.reduce_time;
+		bool failed;
+
+		/* The replay counts against the budget: a test has a timeout. */
 		printf("# replaying %ld ops in a fresh tree\n", m);
 		fflush(stdout);
-		if (!replay_fails(copy, m, msg, sizeof(msg))) {
+		replay_end = end;
+		failed = replay_fails(copy, m, msg, sizeof(msg));
+		replay_end = 0;
+		if (replay_cut) {
+			printf("# the replay used up the reduction budget (%.0f s) before the failing op; writing the sequence unreduced\n",
+			       opt.reduce_time);
+		} else if (!failed) {
 			printf("# did not reproduce: the failure did not recur on replay (non-deterministic); writing the sequence unreduced\n");
 		} else {
 			printf("# reproduced: %s\n", msg);
-			m = reduce(copy, m, opt.reduce_time, msg, sizeof(msg));
+			m = reduce(copy, m, MAX(end - now(), 0.0), msg,
+				   sizeof(msg));
 			printf("# reduced failure: %s\n", msg);
 			snprintf(what, sizeof(what), "failure: %s", msg);
 		}
@@ -4605,7 +4657,8 @@ static void usage(FILE *f)
 "  --replay FILE     run the operations of a repro file\n"
 "  --repro-file F    where to write the reduced failure\n"
 "                    (default ./cow_pte_fuzz.repro)\n"
-"  --reduce-time S   time budget of the reduction (default 120; 0: none)\n"
+"  --reduce-time S   time budget of the replay and reduction of a failure\n"
+"                    (default 120; 0: no replay, no reduction)\n"
 "  --help            this text\n", MAX_PROCS);
 }
 

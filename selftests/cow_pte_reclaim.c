@@ -25,7 +25,11 @@
  *    exited, as after a plain fork: the child is charged for its tables;
  *  - race: move_pages() of the owner's memory while the sharer drops,
  *    breaks and exits the same tables: an rmap walker must never change a
- *    table that a break or a drop has just taken away from its mm.
+ *    table that a break or a drop has just taken away from its mm;
+ *  - lazyfree: pages swapped in by a read (around the swap cache: swap is
+ *    a synchronous device) keep their data in a child, plain or CoW, when
+ *    the parent MADV_FREEs them and reclaim runs.  A fault of stock 6.12
+ *    that cow_pte_fuzz found, fixed in the series.
  *
  * Needs root (cgroups, MPOL_MF_MOVE_ALL, process_mrelease), a swap device,
  * two NUMA nodes for the migrate and race cases, and CLONE_COW_PGTABLE.  A
@@ -241,7 +245,7 @@ static bool two_nodes(void)
 
 /* Exit codes of the process in the cgroup. */
 enum { RC_OK, RC_SETUP, RC_FORK, RC_NOT_SHARED, RC_DATA, RC_CHILD,
-       RC_NOT_SWAPPED, RC_NOT_MOVED, RC_WAIT };
+       RC_NOT_SWAPPED, RC_NOT_MOVED, RC_WAIT, RC_NOT_FREED };
 
 static const char *const result[] = {
 	[RC_OK] = "ok",
@@ -253,11 +257,12 @@ static const char *const result[] = {
 	[RC_NOT_SWAPPED] = "memory.reclaim swapped out no page of the shared tables",
 	[RC_NOT_MOVED] = "move_pages(MPOL_MF_MOVE_ALL) did not move every page",
 	[RC_WAIT] = "a process did not exit as planned",
+	[RC_NOT_FREED] = "reclaim discarded none of the parent's own lazily freed pages",
 };
 
 static const char *result_str(int code)
 {
-	if (code >= 0 && code <= RC_WAIT)
+	if (code >= 0 && code <= RC_NOT_FREED)
 		return result[code];
 	return code == 128 + SIGKILL ? "killed (OOM?)" : "died";
 }
@@ -1243,6 +1248,122 @@ TEST_F_TIMEOUT(race, migrate_vs_break_and_drop, RACE_SECS + 120)
 	EXPECT_EQ(self->warnings, klog_count(COW_WARNING))
 		TH_LOG("an rmap walker changed a shared table in place");
 	EXPECT_EQ(0, new_bad_rss(self->bad_rss));
+}
+
+/* --------------------------------------------------------------- lazyfree */
+
+#define F_LEN		(4 * MiB)
+#define F_RECLAIM	"64M"		/* more than the cgroup holds */
+
+FIXTURE(lazyfree) {
+	char cg[128];
+};
+
+FIXTURE_VARIANT(lazyfree) {
+	bool cow;
+};
+
+FIXTURE_VARIANT_ADD(lazyfree, plain) { .cow = false };
+FIXTURE_VARIANT_ADD(lazyfree, cow) { .cow = true };
+
+FIXTURE_SETUP(lazyfree)
+{
+	if (geteuid())
+		SKIP(return, "needs root for a memory cgroup");
+	if (!have_swap())
+		SKIP(return, "no swap device");
+	ASSERT_EQ(0, cg_create(self->cg, sizeof(self->cg), "lazyfree"))
+		TH_LOG("memory cgroup: %s", strerror(errno));
+}
+
+FIXTURE_TEARDOWN(lazyfree)
+{
+	cg_remove(self->cg);
+}
+
+/* Swap out all of [p, p + len), then read it back: PTEs clean again. */
+static int swap_out_in(char *p, size_t len)
+{
+	if (madvise(p, len, MADV_PAGEOUT))
+		return RC_SETUP;
+	if (pagemap_pages(getpid(), p, len, PM_SWAP) != (long)(len / PG))
+		return RC_NOT_SWAPPED;
+	return pattern_check(p, p, len, 1) >= 0 ? RC_DATA : RC_OK;
+}
+
+/*
+ * @a is mapped by the child too, @own (MADV_DONTFORK) by the parent alone,
+ * and each was swapped in by a read before the fork.  The parent gives
+ * both up with MADV_FREE and reclaims its cgroup: @own must go (or the
+ * test shows nothing), @a must stay intact in the child.
+ */
+static int lazyfree_run(const char *cg, bool cow)
+{
+	char *a = map_at_phase(F_LEN, 0), *own = map_at_phase(F_LEN, 0);
+	long shared = 0, freed;
+	int go[2], code;
+	pid_t child;
+
+	if (!a || !own || cg_enter(cg) || pipe(go) ||
+	    madvise(a, F_LEN, MADV_NOHUGEPAGE) ||
+	    madvise(own, F_LEN, MADV_NOHUGEPAGE) ||
+	    madvise(own, F_LEN, MADV_DONTFORK))
+		return RC_SETUP;
+	pattern_fill(a, a, F_LEN, 1);
+	pattern_fill(own, own, F_LEN, 1);
+	code = swap_out_in(a, F_LEN);
+	if (!code)
+		code = swap_out_in(own, F_LEN);
+	if (code)
+		return code;
+	child = fork_as(cow, &shared);
+	if (child < 0)
+		return RC_FORK;
+	if (child == 0) {
+		char c;
+
+		close(go[1]);
+		if (read(go[0], &c, 1) != 1)
+			_exit(RC_SETUP);
+		_exit(pattern_check(a, a, F_LEN, 1) >= 0 ? RC_CHILD : RC_OK);
+	}
+	close(go[0]);
+	if (cow && shared < (long)(F_LEN / PMD_SZ))
+		return RC_NOT_SHARED;
+	freed = vmstat_get("pglazyfreed");
+	if (madvise(a, F_LEN, MADV_FREE) || madvise(own, F_LEN, MADV_FREE))
+		return RC_SETUP;
+	/* Less reclaimed than asked (EAGAIN) is expected: ask twice. */
+	cg_write(cg, "memory.reclaim", F_RECLAIM);
+	cg_write(cg, "memory.reclaim", F_RECLAIM);
+	freed = vmstat_get("pglazyfreed") - freed;
+	if (write(go[1], "x", 1) != 1)
+		return RC_SETUP;
+	code = wait_code(child);
+	if (code)
+		return code == RC_CHILD ? RC_CHILD : RC_WAIT;
+	return freed < (long)(F_LEN / PG) ? RC_NOT_FREED : RC_OK;
+}
+
+/*
+ * After a plain fork the child's copy of a PTE is as clean as the
+ * parent's, and a page read from a synchronous swap device is not in the
+ * swap cache: the folio must carry the dirty flag (its only copy is in
+ * memory), or MADV_FREE in the parent takes it for one nobody wrote and
+ * reclaim discards it from under the child.
+ */
+TEST_F_TIMEOUT(lazyfree, sharer_keeps_swapped_in_pages, 120)
+{
+	pid_t pid = fork();
+	int code;
+
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		_exit(lazyfree_run(self->cg, variant->cow));
+	code = wait_code(pid);
+	if (code == RC_FORK)
+		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+	ASSERT_EQ(RC_OK, code) TH_LOG("%s", result_str(code));
 }
 
 TEST_HARNESS_MAIN
