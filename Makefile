@@ -22,6 +22,9 @@ KBENCH := $(BUILD)/kernel-bench
 KSTOCK := $(BUILD)/kernel-stock
 ST_OUT := $(BUILD)/selftests
 MM_OUT := $(BUILD)/mm-selftests
+# benchmark results: make bench* write RESULTS, make publish-results copies
+# them into the tracked results/
+RESULTS := $(BUILD)/results
 
 # VM settings; ACCEL=auto uses KVM when a probe boot shows it works.
 ACCEL   ?= tcg
@@ -44,7 +47,7 @@ VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
 
 .PHONY: all help deps source kernel kernel-bench kernel-stock tools selftests \
 	test soak vm bench bench-stock bench-icount check check-latest export-series \
-	bisect-check clean distclean
+	bisect-check publish-results clean distclean
 
 all: test
 
@@ -64,6 +67,7 @@ help:
 	@echo "  make vm            interactive shell in the debug kernel"
 	@echo "  make export-series regenerate kernel-patches/ from build/linux commits"
 	@echo "  make bisect-check  build the debug kernel at every patch of the series"
+	@echo "  make publish-results  copy build/results (make bench*) into the tracked results/"
 	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=3 ONLY=regex APPEND=... MODES='opt-in always'"
 
 # ---------------------------------------------------------------- packages
@@ -187,13 +191,13 @@ bench: kernel-bench tools
 		--kernel $(KBENCH)/arch/x86/boot/bzImage --out $(BENCH_OUT) \
 		-- $(TOP)/benchmarks/bench-suite.sh --bin $(BUILD)/benchmarks \
 		--mode $(BENCH_MODE) $(BENCH_ARGS)
-	@mkdir -p $(TOP)/results
-	@find $(TOP)/results -maxdepth 1 \( -name '*.csv' -o -name '*.png' -o -name '*.txt' \) \
+	@mkdir -p $(RESULTS)
+	@find $(RESULTS) -maxdepth 1 \( -name '*.csv' -o -name '*.png' -o -name '*.txt' \) \
 		! -name '*stock*' -delete
-	@cp $(BENCH_OUT)/results/*.csv $(BENCH_OUT)/results/*.txt $(TOP)/results/
-	@$(TOP)/benchmarks/plot.sh $(TOP)/results
-	@$(TOP)/benchmarks/summary.sh $(TOP)/results
-	@echo "bench: results/summary.md, results/*.csv, results/*.png"
+	@cp $(BENCH_OUT)/results/*.csv $(BENCH_OUT)/results/*.txt $(RESULTS)/
+	@$(TOP)/benchmarks/plot.sh $(RESULTS)
+	@$(TOP)/benchmarks/summary.sh $(RESULTS)
+	@echo "bench: build/results/summary.md, *.csv, *.png (make publish-results to keep them)"
 	@grep -h '^fork [0-9]* MiB: ' $(BENCH_OUT)/results/forkbench-[0-9]*.log | sort -n -k2
 
 # The unpatched kernel (same source, bench config), plain fork only, for the
@@ -206,9 +210,9 @@ bench-stock: kernel-stock
 		--kernel $(KSTOCK)/arch/x86/boot/bzImage --out $(BUILD)/bench-stock-run \
 		-- $(TOP)/benchmarks/bench-suite.sh --stock --bin $(BUILD)/benchmarks \
 		--mode $(BENCH_MODE) $(BENCH_ARGS)
-	@mkdir -p $(TOP)/results
-	@cp $(BUILD)/bench-stock-run/results/*.csv $(BUILD)/bench-stock-run/results/*.txt $(TOP)/results/
-	@$(TOP)/benchmarks/summary.sh $(TOP)/results
+	@mkdir -p $(RESULTS)
+	@cp $(BUILD)/bench-stock-run/results/*.csv $(BUILD)/bench-stock-run/results/*.txt $(RESULTS)/
+	@$(TOP)/benchmarks/summary.sh $(RESULTS)
 
 # Plain fork (a process that did not opt in) in the cowpt and the unpatched
 # kernel, compared to a fraction of a percent: wall time under TCG varies by
@@ -221,8 +225,8 @@ ICOUNT_ARGS ?= --reps 7
 ICOUNT_OUT := $(BUILD)/icount-run
 bench-icount: kernel-bench kernel-stock tools
 	@$(MAKE) -s -C benchmarks OUT=$(BUILD)/benchmarks KHDR=$(KBENCH)/usr/include
-	@rm -rf $(ICOUNT_OUT); mkdir -p $(TOP)/results
-	@rm -f $(TOP)/results/forkbench-icount-*.csv
+	@rm -rf $(ICOUNT_OUT); mkdir -p $(RESULTS)
+	@rm -f $(RESULTS)/forkbench-icount-*.csv
 	@set -e; for b in $$(seq 1 $(ICOUNT_BOOTS)); do for k in stock cowpt; do \
 		case $$k in stock) kdir=$(KSTOCK) ;; *) kdir=$(KBENCH) ;; esac; \
 		echo "bench-icount: boot $$b of $(ICOUNT_BOOTS), $$k kernel, -icount shift=0, 1 vCPU"; \
@@ -232,10 +236,18 @@ bench-icount: kernel-bench kernel-stock tools
 			--bin $(BUILD)/benchmarks --sizes $(ICOUNT_SIZES) --thp-sizes 1024 \
 			--skip touch,redis,kvsnap $(ICOUNT_ARGS); \
 		cp $(ICOUNT_OUT)/$$k-$$b/results/forkbench-icount-$$k-$$b.csv \
-			$(ICOUNT_OUT)/$$k-$$b/results/forkbench-icount-$$k-$$b-thp.csv $(TOP)/results/; \
+			$(ICOUNT_OUT)/$$k-$$b/results/forkbench-icount-$$k-$$b-thp.csv $(RESULTS)/; \
 	done; done
-	@$(TOP)/benchmarks/icount-compare.sh $(TOP)/results
-	@$(TOP)/benchmarks/summary.sh $(TOP)/results
+	@$(TOP)/benchmarks/icount-compare.sh $(RESULTS)
+	@$(TOP)/benchmarks/summary.sh $(RESULTS)
+
+# results/ is what the README and benchmarks/README.md cite: it changes only
+# here, from a build/results/ that has a summary (make bench* wrote it).
+publish-results:
+	@test -f $(RESULTS)/summary.md || { echo "publish-results: no $(RESULTS)/summary.md: run make bench first" >&2; exit 1; }
+	@find $(TOP)/results -maxdepth 1 \( -name '*.csv' -o -name '*.png' -o -name '*.txt' -o -name '*.md' \) -delete
+	@find $(RESULTS) -maxdepth 1 -type f \( -name '*.csv' -o -name '*.png' -o -name '*.txt' -o -name '*.md' \) 		-exec cp -t $(TOP)/results/ {} +
+	@echo "publish-results: results/ now holds build/results/ ($$(ls $(TOP)/results | wc -l) files); commit it"
 
 # ---------------------------------------------------------------- series
 # check-series ends with the check-latest line, which never fails it: the
