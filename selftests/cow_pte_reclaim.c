@@ -257,7 +257,7 @@ static const char *const result[] = {
 	[RC_NOT_SWAPPED] = "memory.reclaim swapped out no page of the shared tables",
 	[RC_NOT_MOVED] = "move_pages(MPOL_MF_MOVE_ALL) did not move every page",
 	[RC_WAIT] = "a process did not exit as planned",
-	[RC_NOT_FREED] = "reclaim discarded none of the parent's own lazily freed pages",
+	[RC_NOT_FREED] = "reclaim discarded fewer than half of the parent's own lazily freed pages",
 };
 
 static const char *result_str(int code)
@@ -1342,7 +1342,17 @@ static int lazyfree_run(const char *cg, bool cow)
 	code = wait_code(child);
 	if (code)
 		return code == RC_CHILD ? RC_CHILD : RC_WAIT;
-	return freed < (long)(F_LEN / PG) ? RC_NOT_FREED : RC_OK;
+	/*
+	 * MADV_FREE skips a folio it cannot lock or take out of the swap
+	 * cache, and the swap-out may have left a few there (1022 of 1024
+	 * were discarded in 1 of 50 runs): ask for half.
+	 */
+	if (freed < (long)(F_LEN / PG / 2)) {
+		fprintf(stderr, "# pglazyfreed +%ld, want %ld\n",
+			freed, (long)(F_LEN / PG / 2));
+		return RC_NOT_FREED;
+	}
+	return RC_OK;
 }
 
 /*
