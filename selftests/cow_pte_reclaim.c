@@ -28,8 +28,9 @@
  *    table that a break or a drop has just taken away from its mm;
  *  - lazyfree: pages swapped in by a read (around the swap cache: swap is
  *    a synchronous device) keep their data in a child, plain or CoW, when
- *    the parent MADV_FREEs them and reclaim runs.  A fault of stock 6.12
- *    that cow_pte_fuzz found, fixed in the series.
+ *    the parent MADV_FREEs them and reclaim runs; so do pages that a
+ *    read-only pin copied (unshared) before the fork.  Faults of stock
+ *    6.12 that cow_pte_fuzz found, fixed in the series.
  *
  * Needs root (cgroups, MPOL_MF_MOVE_ALL, process_mrelease), a swap device,
  * two NUMA nodes for the migrate and race cases, and CLONE_COW_PGTABLE.  A
@@ -41,6 +42,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/vfs.h>
 #include <time.h>
 
@@ -245,7 +247,7 @@ static bool two_nodes(void)
 
 /* Exit codes of the process in the cgroup. */
 enum { RC_OK, RC_SETUP, RC_FORK, RC_NOT_SHARED, RC_DATA, RC_CHILD,
-       RC_NOT_SWAPPED, RC_NOT_MOVED, RC_WAIT, RC_NOT_FREED };
+       RC_NOT_SWAPPED, RC_NOT_MOVED, RC_WAIT, RC_NOT_FREED, RC_NOT_UNSHARED };
 
 static const char *const result[] = {
 	[RC_OK] = "ok",
@@ -258,11 +260,12 @@ static const char *const result[] = {
 	[RC_NOT_MOVED] = "move_pages(MPOL_MF_MOVE_ALL) did not move every page",
 	[RC_WAIT] = "a process did not exit as planned",
 	[RC_NOT_FREED] = "reclaim discarded fewer than half of the parent's own lazily freed pages",
+	[RC_NOT_UNSHARED] = "the R/O pin left pages mapped twice: nothing was unshared",
 };
 
 static const char *result_str(int code)
 {
-	if (code >= 0 && code <= RC_NOT_FREED)
+	if (code >= 0 && code <= RC_NOT_UNSHARED)
 		return result[code];
 	return code == 128 + SIGKILL ? "killed (OOM?)" : "died";
 }
@@ -1292,30 +1295,18 @@ static int swap_out_in(char *p, size_t len)
 }
 
 /*
- * @a is mapped by the child too, @own (MADV_DONTFORK) by the parent alone,
- * and each was swapped in by a read before the fork.  The parent gives
- * both up with MADV_FREE and reclaims its cgroup: @own must go (or the
- * test shows nothing), @a must stay intact in the child.
+ * Fork a child that maps @a too, give up @a and @own (NULL: none) with
+ * MADV_FREE, reclaim the cgroup: @a must stay intact in the child, and at
+ * least half of @own must be discarded (or the test shows nothing).
  */
-static int lazyfree_run(const char *cg, bool cow)
+static int lazyfree_in_parent(const char *cg, char *a, char *own, bool cow)
 {
-	char *a = map_at_phase(F_LEN, 0), *own = map_at_phase(F_LEN, 0);
 	long shared = 0, freed;
 	int go[2], code;
 	pid_t child;
 
-	if (!a || !own || cg_enter(cg) || pipe(go) ||
-	    madvise(a, F_LEN, MADV_NOHUGEPAGE) ||
-	    madvise(own, F_LEN, MADV_NOHUGEPAGE) ||
-	    madvise(own, F_LEN, MADV_DONTFORK))
+	if (pipe(go))
 		return RC_SETUP;
-	pattern_fill(a, a, F_LEN, 1);
-	pattern_fill(own, own, F_LEN, 1);
-	code = swap_out_in(a, F_LEN);
-	if (!code)
-		code = swap_out_in(own, F_LEN);
-	if (code)
-		return code;
 	child = fork_as(cow, &shared);
 	if (child < 0)
 		return RC_FORK;
@@ -1331,7 +1322,8 @@ static int lazyfree_run(const char *cg, bool cow)
 	if (cow && shared < (long)(F_LEN / PMD_SZ))
 		return RC_NOT_SHARED;
 	freed = vmstat_get("pglazyfreed");
-	if (madvise(a, F_LEN, MADV_FREE) || madvise(own, F_LEN, MADV_FREE))
+	if (madvise(a, F_LEN, MADV_FREE) ||
+	    (own && madvise(own, F_LEN, MADV_FREE)))
 		return RC_SETUP;
 	/* Less reclaimed than asked (EAGAIN) is expected: ask twice. */
 	cg_write(cg, "memory.reclaim", F_RECLAIM);
@@ -1347,12 +1339,78 @@ static int lazyfree_run(const char *cg, bool cow)
 	 * cache, and the swap-out may have left a few there (1022 of 1024
 	 * were discarded in 1 of 50 runs): ask for half.
 	 */
-	if (freed < (long)(F_LEN / PG / 2)) {
+	if (own && freed < (long)(F_LEN / PG / 2)) {
 		fprintf(stderr, "# pglazyfreed +%ld, want %ld\n",
 			freed, (long)(F_LEN / PG / 2));
 		return RC_NOT_FREED;
 	}
 	return RC_OK;
+}
+
+/*
+ * @a is mapped by the child too, @own (MADV_DONTFORK) by the parent alone,
+ * and each was swapped in by a read before the fork.
+ */
+static int lazyfree_run(const char *cg, bool cow)
+{
+	char *a = map_at_phase(F_LEN, 0), *own = map_at_phase(F_LEN, 0);
+	int code;
+
+	if (!a || !own || cg_enter(cg) ||
+	    madvise(a, F_LEN, MADV_NOHUGEPAGE) ||
+	    madvise(own, F_LEN, MADV_NOHUGEPAGE) ||
+	    madvise(own, F_LEN, MADV_DONTFORK))
+		return RC_SETUP;
+	pattern_fill(a, a, F_LEN, 1);
+	pattern_fill(own, own, F_LEN, 1);
+	code = swap_out_in(a, F_LEN);
+	if (!code)
+		code = swap_out_in(own, F_LEN);
+	return code ? code : lazyfree_in_parent(cg, a, own, cow);
+}
+
+/*
+ * Pages that a read-only pin unshared: a pin of a page that another
+ * process maps too copies it (FAULT_FLAG_UNSHARE), and maps the copy
+ * without making it writable or dirty.  A process that pinned never
+ * shares its tables again, so a child of it forks and frees.
+ */
+static int unshared_run(const char *cg, bool cow)
+{
+	char *a = map_at_phase(F_LEN, 0), *buf = malloc(F_LEN);
+	struct iovec local = { buf, F_LEN }, remote = { a, F_LEN };
+	pid_t holder, mid;
+	int code;
+
+	if (!a || !buf || cg_enter(cg) || madvise(a, F_LEN, MADV_NOHUGEPAGE))
+		return RC_SETUP;
+	pattern_fill(a, a, F_LEN, 1);
+	holder = fork();		/* maps every page a second time */
+	if (holder < 0)
+		return RC_FORK;
+	if (holder == 0) {
+		pause();
+		_exit(0);
+	}
+	/* process_vm_readv() pins the source pages read-only. */
+	code = process_vm_readv(getpid(), &local, 1, &remote, 1, 0) ==
+	       (ssize_t)F_LEN ? RC_OK : RC_SETUP;
+	if (!code && pagemap_pages(getpid(), a, F_LEN, PM_EXCLUSIVE) !=
+		     (long)(F_LEN / PG))
+		code = RC_NOT_UNSHARED;
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	if (code)
+		return code;
+	mid = fork();
+	if (mid < 0)
+		return RC_FORK;
+	if (mid == 0)
+		_exit(lazyfree_in_parent(cg, a, NULL, cow));
+	code = wait_code(mid);
+	if (!code && pattern_check(a, a, F_LEN, 1) >= 0)
+		code = RC_DATA;
+	return code;
 }
 
 /*
@@ -1370,6 +1428,26 @@ TEST_F_TIMEOUT(lazyfree, sharer_keeps_swapped_in_pages, 120)
 	ASSERT_LE(0, pid);
 	if (pid == 0)
 		_exit(lazyfree_run(self->cg, variant->cow));
+	code = wait_code(pid);
+	if (code == RC_FORK)
+		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+	ASSERT_EQ(RC_OK, code) TH_LOG("%s", result_str(code));
+}
+
+/*
+ * The copy that an R/O pin makes of a page mapped twice is as clean as a
+ * page swapped in around the swap cache: fork copies its clean PTE, and
+ * MADV_FREE in one process must not let reclaim discard it from the
+ * others, which include the process that pinned.
+ */
+TEST_F_TIMEOUT(lazyfree, sharer_keeps_unshared_pages, 120)
+{
+	pid_t pid = fork();
+	int code;
+
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		_exit(unshared_run(self->cg, variant->cow));
 	code = wait_code(pid);
 	if (code == RC_FORK)
 		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
