@@ -453,8 +453,9 @@ static inline long cow_pte_shared_count(void)
 /*
  * After CoW forks that should have shared at least @want PTE tables since
  * /proc/vmstat cow_pte_shared read @before: exits 1 if they did not, rather
- * than report copying forks as CoW forks.  The usual cause is a process
- * that has had pages pinned (MMF_HAS_PINNED), whose forks always copy.
+ * than report copying forks as CoW forks.  Causes: a table that holds a
+ * pinned page (cow_pte_pinned), a mapping that is not private anonymous
+ * memory, a process with mmu notifiers.
  */
 static inline void check_shared(long before, long want, const char *what)
 {
@@ -463,9 +464,9 @@ static inline void check_shared(long before, long want, const char *what)
 	if (before < 0 || got >= want)
 		return;
 	fprintf(stderr, "%s: %s: the CoW forks shared %ld PTE tables, expected at"
-		" least %ld (/proc/vmstat cow_pte_shared).  A process that has had"
-		" pages pinned (O_DIRECT, io_uring fixed buffers, a write to a 9p"
-		" file ...) never shares at fork; these numbers would be plain"
+		" least %ld (/proc/vmstat cow_pte_shared).  A table that holds a"
+		" pinned page (an io_uring fixed buffer, O_DIRECT in flight;"
+		" cow_pte_pinned) is copied at fork; these numbers would be plain"
 		" forks.\n", prog, what, got, want);
 	exit(1);
 }

@@ -72,8 +72,8 @@ static void usage(FILE *f)
 "  fork SIZE MiB: cow C ms                          (--modes cow)\n"
 "\n"
 "Check: the CoW forks of a size (4 KiB pages) must have shared every PTE\n"
-"table of the region (/proc/vmstat cow_pte_shared); if not (a process that\n"
-"has had pages pinned never shares) forkbench fails rather than report\n"
+"table of the region (/proc/vmstat cow_pte_shared); if not (a table that\n"
+"holds a pinned page is copied) forkbench fails rather than report\n"
 "copying forks as CoW forks.\n"
 "Exit status: 0 success, 1 runtime failure or failed check, 2 bad arguments\n"
 "or CoW fork not available.\n",

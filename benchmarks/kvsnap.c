@@ -491,8 +491,8 @@ out:
 	    sh->shared_tables < (long)snap * (long)(len / SZ_2M)) {
 		fprintf(stderr, "%s: cow mode, but the %d snapshot forks shared %ld"
 			" PTE tables, not the %zu each that the store takes"
-			" (/proc/vmstat cow_pte_shared; has the server had pages"
-			" pinned?)\n", prog, snap, sh->shared_tables, len / SZ_2M);
+			" (/proc/vmstat cow_pte_shared; does the store hold pinned"
+			" pages?)\n", prog, snap, sh->shared_tables, len / SZ_2M);
 		sh->failed = 1;
 	}
 	for (int k = 0; k < o->clients; k++)

@@ -1813,7 +1813,8 @@ static int odirect_prepare(long npages, char *why, size_t wlen)
 /*
  * O_DIRECT reads (FOLL_PIN | FOLL_WRITE) into the reader's memory after a
  * CoW fork: the reader sees the device data, the other process keeps the
- * old data; afterwards the reader (now MMF_HAS_PINNED) forks once more.
+ * old data; afterwards the reader, whose pins are over, forks once more
+ * (its marked tables are scanned and shared again).
  */
 TEST_F_TIMEOUT(odirect, read_after_fork, 120)
 {
@@ -1838,7 +1839,7 @@ TEST_F_TIMEOUT(odirect, read_after_fork, 120)
 	}
 	WRITE_ALL(ot);
 	WRITE(rd, 0, NPAGES / 2 + 3);
-	/* the reader has pinned pages now: its next fork copies */
+	/* the reader pinned through these tables: its next fork scans them */
 	FORK(rd, A_G, cow_flags);
 	WRITE(A_G, NPAGES / 2, NPAGES / 2);
 	STEP(rd, .op = OP_ODIRECT, .first = FULL(1) + 10, .n = 8);

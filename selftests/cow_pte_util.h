@@ -455,21 +455,16 @@ static inline char *map_at_phase(size_t len, size_t phase)
 }
 
 /*
- * Pin one fresh page with a long-term FOLL_PIN (io_uring fixed buffer):
+ * Pin the page at @buf with a long-term FOLL_PIN (io_uring fixed buffer):
  * sets MMF_HAS_PINNED on this mm.  Returns the ring's fd, which keeps the
  * pin, or -1 with *what naming the call that failed (errno is set).
  */
-static inline int pin_one_page(const char **what)
+static inline int pin_page(void *buf, const char **what)
 {
 	struct io_uring_params p;
 	struct iovec iov;
-	void *buf = aligned_alloc(PG, PG);
 	int fd;
 
-	*what = "aligned_alloc";
-	if (!buf)
-		return -1;
-	memset(buf, 1, PG);
 	memset(&p, 0, sizeof(p));
 	*what = "io_uring_setup";
 	fd = syscall(__NR_io_uring_setup, 4, &p);
@@ -483,6 +478,18 @@ static inline int pin_one_page(const char **what)
 		return -1;
 	}
 	return fd;
+}
+
+/* pin_page() of a fresh page. */
+static inline int pin_one_page(const char **what)
+{
+	void *buf = aligned_alloc(PG, PG);
+
+	*what = "aligned_alloc";
+	if (!buf)
+		return -1;
+	memset(buf, 1, PG);
+	return pin_page(buf, what);
 }
 
 /*
