@@ -1413,6 +1413,19 @@ static int unshared_run(const char *cg, bool cow)
 	return code;
 }
 
+/* @run(@cg, @cow) in a child of its own; the child's RC_* code. */
+static int run_in_child(int (*run)(const char *, bool), const char *cg,
+			bool cow)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return RC_SETUP;
+	if (pid == 0)
+		_exit(run(cg, cow));
+	return wait_code(pid);
+}
+
 /*
  * After a plain fork the child's copy of a PTE is as clean as the
  * parent's, and a page read from a synchronous swap device is not in the
@@ -1422,13 +1435,8 @@ static int unshared_run(const char *cg, bool cow)
  */
 TEST_F_TIMEOUT(lazyfree, sharer_keeps_swapped_in_pages, 120)
 {
-	pid_t pid = fork();
-	int code;
+	int code = run_in_child(lazyfree_run, self->cg, variant->cow);
 
-	ASSERT_LE(0, pid);
-	if (pid == 0)
-		_exit(lazyfree_run(self->cg, variant->cow));
-	code = wait_code(pid);
 	if (code == RC_FORK)
 		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
 	ASSERT_EQ(RC_OK, code) TH_LOG("%s", result_str(code));
@@ -1442,13 +1450,8 @@ TEST_F_TIMEOUT(lazyfree, sharer_keeps_swapped_in_pages, 120)
  */
 TEST_F_TIMEOUT(lazyfree, sharer_keeps_unshared_pages, 120)
 {
-	pid_t pid = fork();
-	int code;
+	int code = run_in_child(unshared_run, self->cg, variant->cow);
 
-	ASSERT_LE(0, pid);
-	if (pid == 0)
-		_exit(unshared_run(self->cg, variant->cow));
-	code = wait_code(pid);
 	if (code == RC_FORK)
 		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
 	ASSERT_EQ(RC_OK, code) TH_LOG("%s", result_str(code));
