@@ -873,7 +873,7 @@ TEST_F(acct, partial_ops_break_for_caller)
 	} ops[] = {
 		{ "partial MADV_DONTNEED", A_MADV, MADV_DONTNEED, 1, 100, 3,
 		  TABLE_KB - 3 * 4, PTE_KB,
-		  { "cow_pte_break_zap", "cow_pte_break_madvise" } },
+		  { "cow_pte_break_zap" } },
 		{ "MADV_FREE", A_MADV, MADV_FREE, 2, 0, PMD_PAGES,
 		  TABLE_KB, PTE_KB, { "cow_pte_break_madvise" } },
 		{ "MADV_PAGEOUT", A_MADV, MADV_PAGEOUT, 3, 0, PMD_PAGES,

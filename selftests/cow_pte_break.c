@@ -16,7 +16,13 @@
  *    breaking mm has MMF_HAS_PINNED, and the pages hold more than 1024
  *    references each, from vmsplice) finishes, and the breaker keeps its
  *    data.  Each round of the break used to free the copies it had made
- *    when it found it needed one more, so it never finished.
+ *    when it found it needed one more, so it never finished;
+ *  - zap: MADV_DONTNEED of part of a shared table does not fail, even when
+ *    every allocation the caller makes fails (fail_page_alloc): after a
+ *    stock fork it allocates nothing and cannot fail for want of memory.
+ *    The zap gives the caller its own copy of the table with allocations
+ *    that do not fail; it used to break the table first with allocations
+ *    that may, and return ENOMEM.
  *
  * Every CoW fork here checks /proc/vmstat cow_pte_shared: a test fails
  * rather than pass when the tables were not shared.  Needs CLONE_COW_PGTABLE
@@ -310,6 +316,141 @@ TEST_F_TIMEOUT(pinned, break_finishes, BREAK_SECS + 60)
 		SKIP(return, "no io_uring to pin with");
 	ASSERT_EQ(P_OK, code) TH_LOG("breaker: %s",
 		(code >= 0 && code <= P_CHILD) ? pinned_result[code] : "died");
+}
+
+/* -------------------------------------------------------------------- zap */
+
+#define FAIL_DIR	"/sys/kernel/debug/fail_page_alloc/"
+#define ZAP_OFF		(100 * PG)	/* the MADV_DONTNEED range, in table 1 */
+#define ZAP_LEN		(3 * PG)
+
+/*
+ * fail_page_alloc set to fail the next page allocations of a task that
+ * writes 1 to its /proc/self/make-it-fail (a bounded number: an allocation
+ * the kernel retries, such as a page fault's, would otherwise never end),
+ * the settings it had kept to restore.
+ */
+static const char *const fail_attr[][2] = {
+	{ "task-filter", "Y" },		/* only make-it-fail tasks */
+	{ "probability", "100" },
+	{ "interval", "1" },
+	{ "times", "64" },
+	{ "space", "0" },
+	{ "verbose", "0" },		/* no stack trace in the console */
+	{ "ignore-gfp-wait", "N" },	/* fail allocations that may sleep too */
+	{ "ignore-gfp-highmem", "N" },
+	{ "min-order", "0" },
+};
+
+FIXTURE(zap) {
+	char *base;
+	char saved[ARRAY_SIZE(fail_attr)][32];
+	int nsaved;
+	int make_it_fail;		/* /proc/self/make-it-fail, open */
+};
+
+static int write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY);
+	ssize_t n = -1;
+
+	if (fd >= 0) {
+		n = write(fd, val, strlen(val));
+		close(fd);
+	}
+	return n == (ssize_t)strlen(val) ? 0 : -1;
+}
+
+FIXTURE_SETUP(zap)
+{
+	char path[128];
+
+	self->make_it_fail = -1;
+	self->base = map_at_phase(2 * PMD_SZ, 0);
+	ASSERT_NE(NULL, self->base);
+	pattern_fill(self->base, self->base, 2 * PMD_SZ, 1);
+	if (access(FAIL_DIR, F_OK))
+		SKIP(return, "no %s: needs CONFIG_FAIL_PAGE_ALLOC and debugfs", FAIL_DIR);
+	for (; self->nsaved < (int)ARRAY_SIZE(fail_attr); self->nsaved++) {
+		char *v = self->saved[self->nsaved];
+		FILE *f;
+
+		snprintf(path, sizeof(path), FAIL_DIR "%s", fail_attr[self->nsaved][0]);
+		f = fopen(path, "r");
+		ASSERT_NE(NULL, f) TH_LOG("%s: %s", path, strerror(errno));
+		ASSERT_NE(NULL, fgets(v, sizeof(self->saved[0]), f));
+		fclose(f);
+		v[strcspn(v, "\n")] = '\0';
+		ASSERT_EQ(0, write_str(path, fail_attr[self->nsaved][1]))
+			TH_LOG("%s: %s", path, strerror(errno));
+	}
+	self->make_it_fail = open("/proc/self/make-it-fail", O_WRONLY);
+	ASSERT_LE(0, self->make_it_fail);
+}
+
+FIXTURE_TEARDOWN(zap)
+{
+	char path[128];
+
+	if (self->make_it_fail >= 0) {
+		if (write(self->make_it_fail, "0", 1) != 1)
+			TH_LOG("cannot clear make-it-fail: %s", strerror(errno));
+		close(self->make_it_fail);
+	}
+	/* task-filter last: only this task fails until the rest is back */
+	while (self->nsaved-- > 0) {
+		snprintf(path, sizeof(path), FAIL_DIR "%s", fail_attr[self->nsaved][0]);
+		write_str(path, self->saved[self->nsaved]);
+	}
+	munmap(self->base, 2 * PMD_SZ);
+}
+
+TEST_F(zap, partial_dontneed_does_not_fail)
+{
+	struct sleeper_arg arg = { .base = self->base, .len = 2 * PMD_SZ };
+	char *zap = self->base + PMD_SZ + ZAP_OFF;
+	long shared, zapped, bad;
+	int *go = arg.go, ret, err;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(go));
+	pid = cow_child(sleeper, &arg, &shared);
+	if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
+		SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+	ASSERT_LT(0, pid);
+	close(go[0]);
+	ASSERT_LE(2, shared) TH_LOG("the fork shared %ld tables, not 2", shared);
+
+	zapped = vmstat_get("cow_pte_break_zap");
+	/*
+	 * Nothing between the two writes may fault: the fault's allocation
+	 * would fail too, and be retried.  errno's page in particular must
+	 * have been written since the fork, which write-protected it, and so
+	 * must madvise()'s GOT entry, which lazy binding writes at the first
+	 * call: make one that changes nothing.
+	 */
+	errno = 0;
+	ASSERT_EQ(0, madvise(self->base, 2 * PMD_SZ, MADV_NORMAL));
+	ASSERT_EQ(1, write(self->make_it_fail, "1", 1));
+	ret = madvise(zap, ZAP_LEN, MADV_DONTNEED);
+	err = errno;
+	ASSERT_EQ(1, write(self->make_it_fail, "0", 1));
+	ASSERT_EQ(0, ret) TH_LOG("MADV_DONTNEED of part of a shared table: %s",
+				 strerror(err));
+	zapped = vmstat_get("cow_pte_break_zap") - zapped;
+	EXPECT_LE(1, zapped) TH_LOG("no table was copied for the zap");
+
+	for (size_t off = 0; off < ZAP_LEN; off += PG) {
+		EXPECT_EQ(0, *(volatile uint64_t *)(zap + off))
+			TH_LOG("offset %#zx not zero after MADV_DONTNEED", off);
+	}
+	bad = pattern_check(self->base, self->base, PMD_SZ + ZAP_OFF, 1);
+	if (bad < 0)
+		bad = pattern_check(self->base, zap + ZAP_LEN,
+				    PMD_SZ - ZAP_OFF - ZAP_LEN, 1);
+	EXPECT_EQ(-1, bad) TH_LOG("parent: offset %#lx changed", bad);
+	close(go[1]);
+	EXPECT_EQ(0, wait_code(pid)) TH_LOG("the child's view changed");
 }
 
 TEST_HARNESS_MAIN
