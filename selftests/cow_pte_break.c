@@ -22,7 +22,8 @@
  *    stock fork it allocates nothing and cannot fail for want of memory.
  *    The zap gives the caller its own copy of the table with allocations
  *    that do not fail; it used to break the table first with allocations
- *    that may, and return ENOMEM.
+ *    that may, and return ENOMEM.  In the pinned variant the copy also
+ *    needs new folios for two maybe-pinned pages, over several rounds.
  *
  * Every CoW fork here checks /proc/vmstat cow_pte_shared: a test fails
  * rather than pass when the tables were not shared.  Needs CLONE_COW_PGTABLE
@@ -206,6 +207,28 @@ static const char *const pinned_result[] = {
 };
 
 /*
+ * More than 1024 references on each of the NPINNED pages at @p make them
+ * maybe-pinned (folio_maybe_dma_pinned()) without setting MMF_HAS_PINNED,
+ * so a fork still shares their table.  Returns a P_* code.
+ */
+static int splice_refs(char *p, int pipes[NPIPES][2])
+{
+	for (int i = 0; i < NPIPES; i++) {
+		struct iovec iov = {
+			.iov_base = p + (i % NPINNED) * PG,
+			.iov_len = PG,
+		};
+
+		if (pipe(pipes[i]) || fcntl(pipes[i][1], F_SETPIPE_SZ, PIPE_BUFS * PG) < 0)
+			return P_PIPE;
+		for (int j = 0; j < PIPE_BUFS; j++)
+			if (vmsplice(pipes[i][1], &iov, 1, 0) != (ssize_t)PG)
+				return P_VMSPLICE;
+	}
+	return P_OK;
+}
+
+/*
  * The process that breaks: its own process, so that the test process
  * never gets MMF_HAS_PINNED.  Returns a P_* code.
  */
@@ -218,28 +241,15 @@ static int pinned_breaker(void)
 	const char *what;
 	uint64_t word;
 	pid_t child;
+	int code;
 
 	if (!base)
 		return P_PIPE;
 	pattern_fill(base, base, PMD_SZ, 1);
-	/*
-	 * Before the fork, while the table is private: more than 1024
-	 * references on each of NPINNED pages make them maybe-pinned
-	 * (folio_maybe_dma_pinned()) without setting MMF_HAS_PINNED, so the
-	 * fork still shares.
-	 */
-	for (int i = 0; i < NPIPES; i++) {
-		struct iovec iov = {
-			.iov_base = base + (i % NPINNED) * PG,
-			.iov_len = PG,
-		};
-
-		if (pipe(pipes[i]) || fcntl(pipes[i][1], F_SETPIPE_SZ, PIPE_BUFS * PG) < 0)
-			return P_PIPE;
-		for (int j = 0; j < PIPE_BUFS; j++)
-			if (vmsplice(pipes[i][1], &iov, 1, 0) != (ssize_t)PG)
-				return P_VMSPLICE;
-	}
+	/* Before the fork, while the table is private. */
+	code = splice_refs(base, pipes);
+	if (code != P_OK)
+		return code;
 	if (pipe(go))
 		return P_PIPE;
 	child = cow_child(sleeper, &arg, &shared);
@@ -344,6 +354,7 @@ static const char *const fail_attr[][2] = {
 
 FIXTURE(zap) {
 	char *base;
+	int pipes[NPIPES][2];
 	char saved[ARRAY_SIZE(fail_attr)][32];
 	int nsaved;
 	int make_it_fail;		/* /proc/self/make-it-fail, open */
@@ -361,10 +372,28 @@ static int write_str(const char *path, const char *val)
 	return n == (ssize_t)strlen(val) ? 0 : -1;
 }
 
+/*
+ * pinned: the copy the zap makes must also copy NPINNED maybe-pinned
+ * pages (table 1's first pages) into folios of their own, allocated over
+ * several rounds; those allocations must not fail either.
+ */
+FIXTURE_VARIANT(zap) {
+	bool pinned;
+};
+
+FIXTURE_VARIANT_ADD(zap, plain) {
+	.pinned = false,
+};
+
+FIXTURE_VARIANT_ADD(zap, pinned) {
+	.pinned = true,
+};
+
 FIXTURE_SETUP(zap)
 {
 	char path[128];
 
+	memset(self->pipes, -1, sizeof(self->pipes));
 	self->make_it_fail = -1;
 	self->base = map_at_phase(2 * PMD_SZ, 0);
 	ASSERT_NE(NULL, self->base);
@@ -402,6 +431,10 @@ FIXTURE_TEARDOWN(zap)
 		snprintf(path, sizeof(path), FAIL_DIR "%s", fail_attr[self->nsaved][0]);
 		write_str(path, self->saved[self->nsaved]);
 	}
+	for (int i = 0; i < NPIPES; i++) {
+		close(self->pipes[i][0]);
+		close(self->pipes[i][1]);
+	}
 	munmap(self->base, 2 * PMD_SZ);
 }
 
@@ -410,9 +443,16 @@ TEST_F(zap, partial_dontneed_does_not_fail)
 	struct sleeper_arg arg = { .base = self->base, .len = 2 * PMD_SZ };
 	char *zap = self->base + PMD_SZ + ZAP_OFF;
 	long shared, zapped, bad;
-	int *go = arg.go, ret, err;
+	int *go = arg.go, ret, err, code;
+	const char *what;
 	pid_t pid;
 
+	if (variant->pinned) {
+		if (geteuid())
+			SKIP(return, "needs root for %d-buffer pipes", PIPE_BUFS);
+		code = splice_refs(self->base + PMD_SZ, self->pipes);
+		ASSERT_EQ(P_OK, code) TH_LOG("%s", pinned_result[code]);
+	}
 	ASSERT_EQ(0, pipe(go));
 	pid = cow_child(sleeper, &arg, &shared);
 	if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
@@ -420,6 +460,9 @@ TEST_F(zap, partial_dontneed_does_not_fail)
 	ASSERT_LT(0, pid);
 	close(go[0]);
 	ASSERT_LE(2, shared) TH_LOG("the fork shared %ld tables, not 2", shared);
+	/* Fork copies maybe-pinned pages only for an mm that has pinned. */
+	if (variant->pinned && pin_one_page(&what) < 0)
+		SKIP(return, "%s: %s", what, strerror(errno));
 
 	zapped = vmstat_get("cow_pte_break_zap");
 	/*
