@@ -133,6 +133,21 @@ static int sleeper(void *p)
 	return pattern_check(a->base, a->base, a->len, 3) >= 0;
 }
 
+/*
+ * CoW-fork a sleeper() over @a; *@shared gets the tables the fork shared.
+ * Returns its pid, or -1 with errno set.
+ */
+static pid_t start_sleeper(struct sleeper_arg *a, long *shared)
+{
+	pid_t pid;
+
+	if (pipe(a->go))
+		return -1;
+	pid = cow_child(sleeper, a, shared);
+	close(a->go[0]);
+	return pid;
+}
+
 TEST_F(merge, breaks_at_moved_boundary)
 {
 	struct sleeper_arg arg = { .base = self->base, .len = 2 * PMD_SZ };
@@ -140,12 +155,10 @@ TEST_F(merge, breaks_at_moved_boundary)
 	long shared, broken, bad;
 	pid_t pid;
 
-	ASSERT_EQ(0, pipe(go));
-	pid = cow_child(sleeper, &arg, &shared);
+	pid = start_sleeper(&arg, &shared);
 	if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
 		SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
 	ASSERT_LT(0, pid);
-	close(go[0]);
 	ASSERT_LE(2, shared) TH_LOG("the fork shared %ld tables, not 2", shared);
 
 	broken = vmstat_get("cow_pte_break_split");
@@ -453,12 +466,10 @@ TEST_F(zap, partial_dontneed_does_not_fail)
 		code = splice_refs(self->base + PMD_SZ, self->pipes);
 		ASSERT_EQ(P_OK, code) TH_LOG("%s", pinned_result[code]);
 	}
-	ASSERT_EQ(0, pipe(go));
-	pid = cow_child(sleeper, &arg, &shared);
+	pid = start_sleeper(&arg, &shared);
 	if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
 		SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
 	ASSERT_LT(0, pid);
-	close(go[0]);
 	ASSERT_LE(2, shared) TH_LOG("the fork shared %ld tables, not 2", shared);
 	/* Fork copies maybe-pinned pages only for an mm that has pinned. */
 	if (variant->pinned && pin_one_page(&what) < 0)
