@@ -3,7 +3,8 @@
  * bench_util.h - helpers shared by the cowpt benchmarks (forkbench,
  * touchbench): timing and statistics, option parsing with exit status 2 on
  * bad arguments, plain and CoW fork with loud failure (no fallback), and the
- * 2 MiB aligned, fully written anonymous region they measure.
+ * 2 MiB aligned, fully written anonymous region they measure.  What the
+ * selftests use too is in include/cowpt_common.h.
  *
  * Each program sets prog (set_prog()) before it reports anything.
  */
@@ -25,9 +26,8 @@
 #include <unistd.h>
 
 #include <cowpt.h>
+#include <cowpt_common.h>
 
-#define SZ_2M		(2UL << 20)
-#define PAGE_4K		4096UL
 #define MAX_REPS	100000
 #define MAX_MIB		(1L << 20)	/* 1 TiB */
 #define MAX_LIST	64		/* items in one comma-separated option */
@@ -267,17 +267,14 @@ static inline pid_t do_fork(int mode)
 /* Waits for pid, which must exit with status 0. */
 static inline void reap(pid_t pid)
 {
-	int status;
-	pid_t r;
+	int code = wait_code(pid);
 
-	do
-		r = waitpid(pid, &status, 0);
-	while (r < 0 && errno == EINTR);
-	if (r != pid)
+	if (code < 0)
 		die_errno("waitpid");
-	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		fprintf(stderr, "%s: child did not exit cleanly (status 0x%x)\n",
-			prog, status);
+	if (code) {
+		fprintf(stderr, "%s: child did not exit cleanly (%s %d)\n", prog,
+			code > 128 ? "signal" : "exit status",
+			code > 128 ? code - 128 : code);
 		exit(1);
 	}
 }
@@ -358,29 +355,8 @@ static inline void sw_close(struct sw_counters *c)
 /* Writes every 4 KiB page of p[len]. */
 static inline void touch(char *p, size_t len)
 {
-	for (size_t off = 0; off < len; off += PAGE_4K)
+	for (size_t off = 0; off < len; off += PG)
 		((volatile char *)p)[off] = (char)(off >> 12) | 1;
-}
-
-/* len bytes of private anonymous memory at a 2 MiB aligned address. */
-static inline char *map_aligned(size_t len)
-{
-	size_t span = len + SZ_2M;
-	char *raw, *p;
-	size_t head, tail;
-
-	raw = mmap(NULL, span, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (raw == MAP_FAILED)
-		return NULL;
-	p = (char *)(((uintptr_t)raw + SZ_2M - 1) & ~(uintptr_t)(SZ_2M - 1));
-	head = p - raw;
-	tail = span - head - len;
-	if (head)
-		munmap(raw, head);
-	if (tail)
-		munmap(p + len, tail);
-	return p;
 }
 
 /*
@@ -390,7 +366,7 @@ static inline char *map_aligned(size_t len)
 static inline char *map_region(long mib, int thp)
 {
 	size_t len = (size_t)mib << 20;
-	char *p = map_aligned(len);
+	char *p = map_at_phase_flags(len, 0, 0);
 
 	if (!p) {
 		fprintf(stderr, "%s: mmap %ld MiB: %s\n", prog, mib, strerror(errno));
@@ -434,22 +410,6 @@ static inline void start_report(unsigned int modes)
 		fork_exit_wait(MODE_COW);
 }
 
-/* /proc/vmstat cow_pte_shared, or -1 on a kernel without CoW page tables. */
-static inline long cow_pte_shared_count(void)
-{
-	char line[128];
-	long v = -1;
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "cow_pte_shared %ld", &v) == 1)
-			break;
-	fclose(f);
-	return v;
-}
-
 /*
  * After CoW forks that should have shared at least @want PTE tables since
  * /proc/vmstat cow_pte_shared read @before: exits 1 if they did not, rather
@@ -459,7 +419,7 @@ static inline long cow_pte_shared_count(void)
  */
 static inline void check_shared(long before, long want, const char *what)
 {
-	long got = cow_pte_shared_count() - before;
+	long got = vmstat_get("cow_pte_shared") - before;
 
 	if (before < 0 || got >= want)
 		return;

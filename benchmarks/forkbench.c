@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 		long mib = sizes[i];
 		size_t len = (size_t)mib << 20;
 		char *p = map_region(mib, thp);
-		long shared0 = cow_pte_shared_count();
+		long shared0 = vmstat_get("cow_pte_shared");
 
 		for (int r = 0; r < reps; r++) {
 			for (int m = 0; m < NR_MODES; m++) {
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
 
 		/* two CoW forks per repetition, each sharing every table */
 		if ((modes & (1u << MODE_COW)) && !thp)
-			check_shared(shared0, 2L * reps * (long)(len / SZ_2M), "forkbench");
+			check_shared(shared0, 2L * reps * (long)(len / PMD_SZ), "forkbench");
 		for (int m = 0; m < NR_MODES; m++) {
 			if (!(modes & (1u << m)))
 				continue;

@@ -342,8 +342,8 @@ snapshot_child(const char *path, const char *store, size_t len)
 
 	if (fd < 0)
 		_exit(3);
-	for (size_t off = 0; off < len; off += SZ_2M)
-		if (xfer(fd, (char *)store + off, len - off < SZ_2M ? len - off : SZ_2M, 1))
+	for (size_t off = 0; off < len; off += PMD_SZ)
+		if (xfer(fd, (char *)store + off, len - off < PMD_SZ ? len - off : PMD_SZ, 1))
 			_exit(4);
 	_exit(close(fd) ? 5 : 0);
 }
@@ -357,7 +357,7 @@ static int server_main(const struct opts *o, struct conn *conns,
 	char path[4096];
 	int open_conns = o->clients, snap = 0, running = 0, pidfd = -1;
 	pid_t child = 0;
-	long shared0 = cow_pte_shared_count();
+	long shared0 = vmstat_get("cow_pte_shared");
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s/kvsnap.rdb", o->dir);
@@ -486,13 +486,13 @@ static int server_main(const struct opts *o, struct conn *conns,
 out:
 	if (running)
 		reap(child);
-	sh->shared_tables = shared0 < 0 ? -1 : cow_pte_shared_count() - shared0;
+	sh->shared_tables = shared0 < 0 ? -1 : vmstat_get("cow_pte_shared") - shared0;
 	if (!sh->failed && o->mode == MODE_COW &&
-	    sh->shared_tables < (long)snap * (long)(len / SZ_2M)) {
+	    sh->shared_tables < (long)snap * (long)(len / PMD_SZ)) {
 		fprintf(stderr, "%s: cow mode, but the %d snapshot forks shared %ld"
 			" PTE tables, not the %zu each that the store takes"
 			" (/proc/vmstat cow_pte_shared; does the store hold pinned"
-			" pages?)\n", prog, snap, sh->shared_tables, len / SZ_2M);
+			" pages?)\n", prog, snap, sh->shared_tables, len / PMD_SZ);
 		sh->failed = 1;
 	}
 	for (int k = 0; k < o->clients; k++)

@@ -45,7 +45,7 @@
 
 #define MAX_SIZES	MAX_LIST
 #define MAX_PCTS	MAX_LIST
-#define PAGES_PER_TABLE	(SZ_2M / PAGE_4K)
+#define PAGES_PER_TABLE	(PMD_SZ / PG)
 #define STAT_REFRESH_PATH	"/proc/sys/vm/stat_refresh"
 
 enum { WHO_CHILD, WHO_PARENT, NR_WHO };
@@ -223,7 +223,7 @@ static struct touch_result touch_phase(const struct touch_plan *t,
 	sw_read(sw, c0);
 	t0 = now_ms();
 	for (size_t i = 0; i < t->k; i++)
-		((volatile char *)t->p)[page_of(t, i) * PAGE_4K] = (char)i | 2;
+		((volatile char *)t->p)[page_of(t, i) * PG] = (char)i | 2;
 	r.ms = now_ms() - t0;
 	sw_read(sw, c1);
 	r.cpu_ms = c1[SW_TASK_CLOCK] - c0[SW_TASK_CLOCK];
@@ -340,7 +340,7 @@ static void run_once(const struct touch_plan *t, int mode, int who,
 	long pt0;
 	pid_t pid;
 
-	touch(t->p, t->npages * PAGE_4K);
+	touch(t->p, t->npages * PG);
 	if (pipe(up) || pipe(down))
 		die_errno("pipe");
 	pt0 = sys_pagetables_kb();
@@ -531,11 +531,11 @@ int main(int argc, char **argv)
 		long mib = sizes[i];
 		struct touch_plan plan = {
 			.p = map_region(mib, 0),
-			.npages = ((size_t)mib << 20) / PAGE_4K,
+			.npages = ((size_t)mib << 20) / PG,
 			.pattern = pattern,
 		};
 
-		long shared0 = cow_pte_shared_count(), cow_forks = 0;
+		long shared0 = vmstat_get("cow_pte_shared"), cow_forks = 0;
 
 		for (int r = 0; r < reps; r++)
 			for (int c = 0; c < ncells; c++) {
@@ -544,7 +544,7 @@ int main(int argc, char **argv)
 					 &samples[c * reps + r]);
 				cow_forks += cells[c].mode == MODE_COW;
 			}
-		check_shared(shared0, cow_forks * (long)(((size_t)mib << 20) / SZ_2M),
+		check_shared(shared0, cow_forks * (long)(((size_t)mib << 20) / PMD_SZ),
 			     "touchbench");
 		for (int c = 0; c < ncells; c++) {
 			const struct cell *cl = &cells[c];
@@ -557,7 +557,7 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		if (csv)
 			fflush(csv);
-		munmap(plan.p, plan.npages * PAGE_4K);
+		munmap(plan.p, plan.npages * PG);
 	}
 
 	for (int i = 0; i < nsizes; i++)

@@ -18,8 +18,8 @@
  *  - a pin keeps its table copied at fork, and only its table.
  *
  * The test process maps NPMD 2 MiB aligned PMDs of private anonymous
- * memory, touches every page and CoW-forks "actors" that it drives over
- * pipes; it reads their /proc/PID/status while they wait.  RssAnon is
+ * memory, touches every page and CoW-forks "actors" (actor.h, slots 0 to
+ * 3) that it drives one command at a time; it reads their /proc/PID/status while they wait.  RssAnon is
  * compared with a tolerance (per-CPU counter batching, stack, libc) far
  * below one table's 2048 kB; VmPTE is exact to one table.  vmstat is
  * system-wide, so counter deltas are lower bounds only.
@@ -48,6 +48,7 @@
 #include "kselftest_harness.h"
 #include "cowpt.h"
 #include "cow_pte_util.h"
+#include "actor.h"
 
 #define NPMD		16
 #define NPAGES		(NPMD * PMD_PAGES)
@@ -131,8 +132,6 @@ static long vm(const char *name)
 /* ------------------------------------------------------------------ */
 /* Actors                                                               */
 
-#define NSLOT	4
-
 enum aop {
 	A_TOUCH, A_TOUCH_ALL, A_READ, A_VERIFY, A_MADV, A_MPROTECT, A_MUNMAP,
 	A_MREMAP, A_FORK, A_EXIT, A_PIN_URING, A_PIN_ODIRECT, A_MLOCK_ONFAULT,
@@ -145,22 +144,17 @@ static const char *const aop_name[] = {
 };
 
 struct acmd {
-	int op, arg, slot;
+	ACTOR_CMD_HEAD;		/* op; A_FORK: child (its slot), flags */
+	int arg;
 	long first, n;		/* tables, or pages for the mm ops */
-	uint64_t flags;
 };
 
-enum { AR_OK, AR_FAIL, AR_SKIP };
-
 struct arep {
-	int err;
-	long info;
+	ACTOR_REP_HEAD;		/* err, info */
 	char msg[240];
 };
 
 static int slot;
-static int acmd_rd[NSLOT];
-static int arep_wr = -1;
 
 static char mark_of(int s)
 {
@@ -175,7 +169,7 @@ static void pin_uring(struct arep *r, char *p)
 	const char *what;
 
 	if (pin_page(p, &what) < 0) {
-		r->err = AR_SKIP;
+		r->err = ACTOR_SKIP;
 		snprintf(r->msg, sizeof(r->msg), "%s: %s", what, strerror(errno));
 	}
 }
@@ -198,7 +192,7 @@ static void pin_odirect(struct arep *r, char *p)
 	char mark = p[MARK_OFF];
 
 	if (fd < 0 || pread(fd, p, PG, 0) != (ssize_t)PG) {
-		r->err = AR_SKIP;
+		r->err = ACTOR_SKIP;
 		snprintf(r->msg, sizeof(r->msg), "O_DIRECT read from %s: %s",
 			 odirect_path(), strerror(errno));
 	}
@@ -208,8 +202,10 @@ static void pin_odirect(struct arep *r, char *p)
 		close(fd);
 }
 
-static void aop(const struct acmd *c, struct arep *r)
+static void aop(const void *cmd, void *rep)
 {
+	const struct acmd *c = cmd;
+	struct arep *r = rep;
 	char *p = region + c->first * PG;
 	size_t len = c->n * PG;
 	long bad;
@@ -228,7 +224,7 @@ static void aop(const struct acmd *c, struct arep *r)
 	case A_VERIFY:
 		bad = verify_tables(c->first, c->n, c->arg);
 		if (bad >= 0) {
-			r->err = AR_FAIL;
+			r->err = ACTOR_FAIL;
 			snprintf(r->msg, sizeof(r->msg),
 				 "slot %d: page %ld (table %ld): word %#llx mark %#x",
 				 slot, bad, bad / (long)PMD_PAGES,
@@ -238,22 +234,22 @@ static void aop(const struct acmd *c, struct arep *r)
 		break;
 	case A_MADV:
 		if (madvise(p, len, c->arg))
-			r->err = AR_FAIL;
+			r->err = ACTOR_FAIL;
 		break;
 	case A_MPROTECT:
 		if (mprotect(p, len, PROT_READ))
-			r->err = AR_FAIL;
+			r->err = ACTOR_FAIL;
 		break;
 	case A_MUNMAP:
 		if (munmap(p, len))
-			r->err = AR_FAIL;
+			r->err = ACTOR_FAIL;
 		break;
 	case A_MREMAP: {
 		/* to a PMD of its own: exactly one new PTE table */
 		char *to = map_at_phase(len, 0);
 
 		if (!to || mremap(p, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to) != to)
-			r->err = AR_FAIL;
+			r->err = ACTOR_FAIL;
 		break;
 	}
 	case A_PIN_URING:
@@ -265,158 +261,67 @@ static void aop(const struct acmd *c, struct arep *r)
 	case A_MLOCK_ONFAULT:
 		/* mlocks what is mapped, faults nothing in */
 		if (syscall(SYS_mlock2, p, len, MLOCK_ONFAULT))
-			r->err = AR_FAIL;
+			r->err = ACTOR_FAIL;
 		break;
 	case A_EXIT:
 		break;
 	}
-	if (r->err == AR_FAIL && !r->msg[0])
+	if (r->err == ACTOR_FAIL && !r->msg[0])
 		snprintf(r->msg, sizeof(r->msg), "slot %d: %s: %s", slot,
 			 aop_name[c->op], strerror(errno));
 }
 
-static void __attribute__((noreturn)) actor_run(void)
+/* In a new actor forked by another: its slot, and its mark is valid. */
+static void born(const void *cmd)
 {
-	struct arep r;
-	struct acmd c;
-
+	slot = ((const struct acmd *)cmd)->child;
 	mark_ok[(unsigned char)mark_of(slot)] = true;
-	memset(&r, 0, sizeof(r));
-	if (write(arep_wr, &r, sizeof(r)) != sizeof(r))	/* ready */
-		_exit(91);
-	for (;;) {
-		ssize_t n = read(acmd_rd[slot], &c, sizeof(c));
-
-		if (n != sizeof(c))
-			_exit(n == 0 ? 0 : 90);
-		memset(&r, 0, sizeof(r));
-		if (c.op == A_FORK) {
-			pid_t pid = cowpt_fork(c.flags);
-
-			if (!pid) {
-				slot = c.slot;
-				actor_run();
-			}
-			if (pid < 0) {
-				r.err = AR_FAIL;
-				snprintf(r.msg, sizeof(r.msg), "clone3: %s", strerror(errno));
-			}
-			r.info = pid;
-			/* the reply comes after the child's "ready" */
-		} else {
-			aop(&c, &r);
-		}
-		if (write(arep_wr, &r, sizeof(r)) != sizeof(r))
-			_exit(91);
-		if (c.op == A_EXIT)
-			_exit(0);
-	}
 }
 
+/* An actor says "ready" (a reply of zeros), then serves. */
+static const struct actor_proto aproto = {
+	.hello = true,
+	.cmd_size = sizeof(struct acmd), .rep_size = sizeof(struct arep),
+	.fork_op = A_FORK, .exit_op = A_EXIT,
+	.serve = aop,
+	.born = born,
+};
+
 struct aeng {
-	int cmd[NSLOT][2], rep[2];
-	pid_t pid[NSLOT];
-	int pidfd[NSLOT];
-	bool alive[NSLOT];
-	struct arep r;
+	struct actors a;
+	struct arep r;		/* the last reply */
 };
 
 static int wait_rep(struct aeng *e, int s)
 {
-	for (;;) {
-		struct pollfd p[2] = {
-			{ .fd = e->rep[0], .events = POLLIN },
-			{ .fd = e->pidfd[s], .events = POLLIN },
-		};
-		int n = poll(p, e->pidfd[s] >= 0 ? 2 : 1, 30000);
+	ssize_t n = actor_wait(&e->a, s, &e->r, sizeof(e->r));
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -ETIMEDOUT;
-		if (p[0].revents & POLLIN)
-			return read(e->rep[0], &e->r, sizeof(e->r)) == sizeof(e->r) ?
-				0 : -EIO;
-		if (p[1].revents)
-			return -ESRCH;
-	}
+	if (n < 0)
+		return n;
+	return n == sizeof(e->r) ? 0 : -EIO;
 }
 
-static int pidfd_open(pid_t pid)
+/* In slot s, forked by the test process. */
+static void __attribute__((noreturn)) spawned(int chan, void *arg)
 {
-	return syscall(SYS_pidfd_open, pid, 0);
-}
+	struct acmd c = { .child = (int)(long)arg };
 
-static void aeng_init(struct aeng *e)
-{
-	memset(e, 0, sizeof(*e));
-	for (int s = 0; s < NSLOT; s++) {
-		e->pidfd[s] = -1;
-		if (pipe(e->cmd[s]))
-			e->cmd[s][0] = e->cmd[s][1] = -1;
-	}
-	if (pipe(e->rep))
-		e->rep[0] = e->rep[1] = -1;
-	signal(SIGPIPE, SIG_IGN);
-	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-}
-
-static void aeng_stop(struct aeng *e)
-{
-	for (int s = 0; s < NSLOT; s++) {
-		if (e->alive[s] && e->pid[s] > 0)
-			kill(e->pid[s], SIGKILL);
-		e->alive[s] = false;
-		if (e->pidfd[s] >= 0)
-			close(e->pidfd[s]);
-		e->pidfd[s] = -1;
-		if (e->cmd[s][1] >= 0)
-			close(e->cmd[s][1]);
-		if (e->cmd[s][0] >= 0)
-			close(e->cmd[s][0]);
-		e->cmd[s][0] = e->cmd[s][1] = -1;
-	}
-	if (e->rep[0] >= 0)
-		close(e->rep[0]);
-	if (e->rep[1] >= 0)
-		close(e->rep[1]);
-	e->rep[0] = e->rep[1] = -1;
-	for (;;) {
-		pid_t w = waitpid(-1, NULL, __WALL);
-
-		if (w < 0 && errno != EINTR)
-			break;
-	}
+	/* the test process writes its mark only after forking */
+	mark_ok[(unsigned char)T_MARK] = false;
+	born(&c);
+	actor_loop(chan, &aproto);	/* it says "ready" first */
 }
 
 /* The test process forks slot s itself (flags 0: a plain clone3 fork). */
 static pid_t spawn(struct __test_metadata *_metadata, struct aeng *e, int s,
 		   uint64_t flags)
 {
-	pid_t pid;
+	pid_t pid = actor_spawn(&e->a, s, flags, spawned, (void *)(long)s);
 
-	fflush(NULL);
-	pid = cowpt_fork(flags);
 	if (pid < 0) {
-		TH_LOG("clone3(%#llx): %s", (unsigned long long)flags, strerror(errno));
+		TH_LOG("clone3(%#llx): %s", (unsigned long long)flags, strerror(-pid));
 		return -1;
 	}
-	if (!pid) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-		/* the test process writes its mark only after forking */
-		mark_ok[(unsigned char)T_MARK] = false;
-		for (int i = 0; i < NSLOT; i++) {
-			close(e->cmd[i][1]);
-			acmd_rd[i] = e->cmd[i][0];
-		}
-		close(e->rep[0]);
-		arep_wr = e->rep[1];
-		slot = s;
-		actor_run();
-	}
-	e->pid[s] = pid;
-	e->pidfd[s] = pidfd_open(pid);
-	e->alive[s] = true;
 	if (wait_rep(e, s)) {
 		TH_LOG("slot %d did not start", s);
 		return -1;
@@ -429,32 +334,22 @@ static int acmd(struct __test_metadata *_metadata, struct aeng *e, int s,
 {
 	int ret;
 
-	if (!e->alive[s] || write(e->cmd[s][1], c, sizeof(*c)) != sizeof(*c)) {
-		TH_LOG("slot %d: cannot send %s", s, aop_name[c->op]);
-		return -1;
-	}
 	if (c->op == A_FORK) {
-		/* the parent's reply (the pid) and the child's "ready" (0) */
-		pid_t pid = 0;
-
-		for (int i = 0; i < 2; i++) {
-			ret = wait_rep(e, s);
-			if (ret || e->r.err) {
-				TH_LOG("fork from slot %d: %s", s,
-				       ret ? strerror(-ret) : e->r.msg);
-				return -1;
-			}
-			if (e->r.info > 0)
-				pid = e->r.info;
-		}
-		if (pid <= 0) {
-			TH_LOG("fork from slot %d: no pid", s);
+		/* the parent's reply (the pid), then the child's "ready" */
+		ret = actor_fork_call(&e->a, s, c, sizeof(*c), &e->r,
+				      sizeof(e->r), true);
+		if (ret || e->r.err) {
+			TH_LOG("fork from slot %d to slot %d: %s", s, c->child,
+			       ret ? strerror(-ret) : strerror(-e->r.info));
 			return -1;
 		}
-		e->pid[c->slot] = pid;
-		e->pidfd[c->slot] = pidfd_open(pid);
-		e->alive[c->slot] = true;
 		return 0;
+	}
+	ret = actor_send_cmd(&e->a, s, c, sizeof(*c), -1);
+	if (ret) {
+		TH_LOG("slot %d: cannot send %s: %s", s, aop_name[c->op],
+		       strerror(-ret));
+		return -1;
 	}
 	ret = wait_rep(e, s);
 	if (ret) {
@@ -462,22 +357,15 @@ static int acmd(struct __test_metadata *_metadata, struct aeng *e, int s,
 		       ret == -ESRCH ? "it died" : strerror(-ret));
 		return -1;
 	}
-	if (e->r.err == AR_SKIP)
+	if (e->r.err == ACTOR_SKIP)
 		return 1;
 	if (e->r.err) {
 		TH_LOG("%s", e->r.msg);
 		return -1;
 	}
-	if (c->op == A_EXIT) {
-		struct pollfd p = { .fd = e->pidfd[s], .events = POLLIN };
-
-		if (p.fd >= 0 && poll(&p, 1, 30000) != 1) {
-			TH_LOG("slot %d did not exit", s);
-			return -1;
-		}
-		close(e->pidfd[s]);
-		e->pidfd[s] = -1;
-		e->alive[s] = false;
+	if (c->op == A_EXIT && actor_wait_exit(&e->a, s)) {
+		TH_LOG("slot %d did not exit", s);
+		return -1;
 	}
 	return 0;
 }
@@ -491,7 +379,7 @@ struct actx {
 	int bad_rss;
 };
 
-/* opt-in mode, the touched region, the actor pipes; 1 to skip */
+/* opt-in mode, the touched region, no actors yet; 1 to skip */
 static int actx_setup(struct __test_metadata *_metadata, struct actx *x)
 {
 	char mode[32];
@@ -514,7 +402,7 @@ static int actx_setup(struct __test_metadata *_metadata, struct actx *x)
 	ASSERT_EQ(0, madvise(region, REGION, MADV_NOHUGEPAGE));
 	for (long i = 0; i < NPAGES; i++)
 		*(uint64_t *)(region + i * PG) = word_of(i);
-	aeng_init(&x->e);
+	actors_init(&x->e.a);
 	return 0;
 }
 
@@ -522,7 +410,7 @@ static void actx_teardown(struct __test_metadata *_metadata, struct actx *x)
 {
 	int now;
 
-	aeng_stop(&x->e);
+	actors_stop(&x->e.a);
 	if (x->restore_mode)
 		cow_mode_set(x->orig_mode);
 	/* no "Bad rss-counter state" from any mm torn down by the test */
@@ -560,7 +448,7 @@ FIXTURE_TEARDOWN(acct)
 	ASSERT_EQ(0, __r); \
 } while (0)
 
-#define PID(s)		(self->x.e.pid[s])
+#define PID(s)		(self->x.e.a.pid[s])
 
 #define EXPECT_NEAR(exp, seen, tol, what) do { \
 	long __e = (exp), __s = (seen); \
@@ -939,8 +827,8 @@ TEST_F(acct, owner_exits_first)
 	pp = stat_of(PID(0));
 	ASSERT_LE(REGION_KB - TOL_KB, pp.rss);
 	s0 = vm("cow_pte_shared");
-	ACT(0, .op = A_FORK, .slot = 1, .flags = CLONE_COW_PGTABLE);
-	ACT(1, .op = A_FORK, .slot = 2, .flags = CLONE_COW_PGTABLE);
+	ACT(0, .op = A_FORK, .child = 1, .flags = CLONE_COW_PGTABLE);
+	ACT(1, .op = A_FORK, .child = 2, .flags = CLONE_COW_PGTABLE);
 	EXPECT_COUNTER_GE("cow_pte_shared", s0, 2 * NPMD);
 	c0 = stat_of(PID(1));
 	g0 = stat_of(PID(2));
@@ -1025,7 +913,7 @@ TEST_F(pinned, shares_tables_without_pins)
 	ACT(0, .op = variant->pin_op, .first = PIN_TABLE * PMD_PAGES + 7);
 	s0 = vm("cow_pte_shared");
 	p0 = vm("cow_pte_pinned");
-	ACT(0, .op = A_FORK, .slot = 1, .flags = CLONE_COW_PGTABLE);
+	ACT(0, .op = A_FORK, .child = 1, .flags = CLONE_COW_PGTABLE);
 	s1 = vm("cow_pte_shared");
 	p1 = vm("cow_pte_pinned");
 	EXPECT_EQ(variant->copied, p1 - p0);
@@ -1046,7 +934,7 @@ TEST_F(pinned, shares_tables_without_pins)
 
 	/* A second fork finds the same: the mark stays while the pin does. */
 	p0 = vm("cow_pte_pinned");
-	ACT(0, .op = A_FORK, .slot = 2, .flags = CLONE_COW_PGTABLE);
+	ACT(0, .op = A_FORK, .child = 2, .flags = CLONE_COW_PGTABLE);
 	p1 = vm("cow_pte_pinned");
 	EXPECT_EQ(variant->copied, p1 - p0);
 	ACT(2, .op = A_VERIFY, .first = 0, .n = NPMD);

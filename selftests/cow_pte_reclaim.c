@@ -82,19 +82,12 @@ static int cg_write(const char *dir, const char *file, const char *val)
 /* A "key value" line of a cgroup file (memory.events), or -1. */
 static long cg_key(const char *dir, const char *file, const char *key)
 {
-	char path[256], buf[4096], *line;
-	size_t klen = strlen(key);
+	char path[256], buf[4096];
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	if (read_text(path, buf, sizeof(buf)) < 0)
 		return -1;
-	for (line = buf; line && *line; line = strchr(line, '\n')) {
-		if (*line == '\n')
-			line++;
-		if (!strncmp(line, key, klen) && line[klen] == ' ')
-			return strtol(line + klen + 1, NULL, 10);
-	}
-	return -1;
+	return line_value(buf, key, ' ');
 }
 
 static int cg_enter(const char *dir)

@@ -3,7 +3,8 @@
  * cow_pte_util.h - small helpers shared by the cow_pte_* selftests:
  * /proc and /sys text files, the cow_pte_mode sysctl, /proc/vmstat
  * counters, /proc/PID/status fields, the THP knobs, the kernel log, and
- * a long-term pin.
+ * a long-term pin.  What the benchmarks use too (sizes, read_text,
+ * vmstat_get, wait_code, map_at_phase_flags) is in include/cowpt_common.h.
  *
  * Everything is static inline so that each program uses what it needs
  * without unused-function warnings.  Include after _GNU_SOURCE and the
@@ -32,6 +33,7 @@
 #include <unistd.h>
 
 #include "cowpt.h"
+#include "cowpt_common.h"
 
 /* What older libc headers lack. */
 #ifndef MADV_WIPEONFORK
@@ -72,10 +74,6 @@
 #define SYSFS_MAGIC		0x62656572
 #endif
 
-#define PG		4096UL
-#define PMD_SZ		(2UL << 20)
-#define PMD_PAGES	(PMD_SZ / PG)
-
 #define THP_DIR		"/sys/kernel/mm/transparent_hugepage"
 #define KSM_DIR		"/sys/kernel/mm/ksm"
 
@@ -96,31 +94,6 @@ static const char *const cow_pte_counters[] = {
 };
 #define NR_COW_PTE_COUNTERS \
 	(sizeof(cow_pte_counters) / sizeof(cow_pte_counters[0]))
-
-/* Read a whole (small) file; returns its length or -errno. */
-static inline int read_text(const char *path, char *buf, size_t len)
-{
-	ssize_t n, total = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	while ((size_t)total < len - 1) {
-		n = read(fd, buf + total, len - 1 - total);
-		if (n < 0) {
-			int err = errno;
-
-			close(fd);
-			return -err;
-		}
-		if (!n)
-			break;
-		total += n;
-	}
-	close(fd);
-	buf[total] = '\0';
-	return total;
-}
 
 /* One write(2) of exactly the given bytes at offset 0; 0 or -errno. */
 static inline int write_bytes(const char *path, const char *s, size_t len)
@@ -162,24 +135,6 @@ static inline int cow_mode_set(const char *word)
 	return write_text(COWPT_MODE_PATH, word);
 }
 
-/* A /proc/vmstat counter, or -1 if there is no such line. */
-static inline long vmstat_get(const char *name)
-{
-	static char buf[1 << 16];
-	size_t nlen = strlen(name);
-	char *line;
-
-	if (read_text("/proc/vmstat", buf, sizeof(buf)) < 0)
-		return -1;
-	for (line = buf; line && *line; line = strchr(line, '\n')) {
-		if (*line == '\n')
-			line++;
-		if (!strncmp(line, name, nlen) && line[nlen] == ' ')
-			return strtol(line + nlen + 1, NULL, 10);
-	}
-	return -1;
-}
-
 /*
  * The number after "Field:" in a /proc file of "Field:   N kB" lines
  * (/proc/PID/status, smaps_rollup), or -1.  No heap use: safe in a child
@@ -188,18 +143,10 @@ static inline long vmstat_get(const char *name)
 static inline long file_kb(const char *path, const char *field)
 {
 	char buf[4096];
-	size_t flen = strlen(field);
-	char *line;
 
 	if (read_text(path, buf, sizeof(buf)) < 0)
 		return -1;
-	for (line = buf; line && *line; line = strchr(line, '\n')) {
-		if (*line == '\n')
-			line++;
-		if (!strncmp(line, field, flen) && line[flen] == ':')
-			return strtol(line + flen + 1, NULL, 10);
-	}
-	return -1;
+	return line_value(buf, field, ':');
 }
 
 /* A field of /proc/PID/status (pid 0: self) in kB, or -1. */
@@ -274,19 +221,6 @@ static inline int klog_count(const char *needle)
 static inline int bad_rss_reports(void)
 {
 	return klog_count("Bad rss-counter");
-}
-
-/* Exit code of a child, 128 + signal if killed, -1 if waitpid failed. */
-static inline int wait_code(pid_t pid)
-{
-	int status;
-
-	while (waitpid(pid, &status, 0) != pid)
-		if (errno != EINTR)
-			return -1;
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	return 128 + WTERMSIG(status);
 }
 
 /*
@@ -433,25 +367,10 @@ fail:
 	return -1;
 }
 
-/*
- * Map len bytes of private anonymous memory so that the mapping starts
- * phase bytes after a PMD boundary, and nothing else is in the same VMA
- * (the slack of the over-sized reservation is unmapped again).
- */
+/* map_at_phase_flags() without commit accounting (MAP_NORESERVE) */
 static inline char *map_at_phase(size_t len, size_t phase)
 {
-	size_t span = len + 2 * PMD_SZ;
-	char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uintptr_t start;
-
-	if (raw == MAP_FAILED)
-		return NULL;
-	start = (((uintptr_t)raw + PMD_SZ - 1) & ~(PMD_SZ - 1)) + phase;
-	if (start > (uintptr_t)raw)
-		munmap(raw, start - (uintptr_t)raw);
-	munmap((char *)start + len, (uintptr_t)raw + span - start - len);
-	return (char *)start;
+	return map_at_phase_flags(len, phase, MAP_NORESERVE);
 }
 
 /*

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "cowpt.h"
+#include "../actor.h"
 #include "../cow_pte_util.h"
 
 #define ARENA_BASE	0x100000000000UL	/* 16 TiB: 1 TiB aligned */

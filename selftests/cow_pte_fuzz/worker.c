@@ -2,9 +2,9 @@
 /*
  * worker.c: the page contents (tags), the protocol between the coordinator
  * and the workers, the worker processes themselves (dumb command executors,
- * each serving one SOCK_SEQPACKET socket), and the coordinator's side of
- * the protocol: sending a command, waiting for the answer, and judging a
- * result against the one expected.
+ * each serving one SOCK_SEQPACKET socket, the channel of ../actor.h), and
+ * the coordinator's side of the protocol: sending a command, waiting for
+ * the answer, and judging a result against the one expected.
  */
 
 #include "fuzz.h"
@@ -508,36 +508,7 @@ static const w_handler w_handlers[NR_CMDS] = {
 
 static void w_send(const struct reply *r)
 {
-	size_t len = REPLY_HDR + r->n * sizeof(uint64_t);
-
-	if (send(w_chan, r, len, MSG_NOSIGNAL) != (ssize_t)len)
-		_exit(3);
-}
-
-/* One command and, for C_FORK, the new child's channel. */
-static int w_recv(struct cmd *c, int *fd)
-{
-	char ctl[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { c, sizeof(*c) };
-	struct msghdr mh = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = ctl,
-		.msg_controllen = sizeof(ctl),
-	};
-	struct cmsghdr *cm;
-	ssize_t n;
-
-	do
-		n = recvmsg(w_chan, &mh, 0);
-	while (n < 0 && errno == EINTR);
-	if (n != sizeof(*c))
-		return -1;
-	*fd = -1;
-	cm = CMSG_FIRSTHDR(&mh);
-	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-		memcpy(fd, CMSG_DATA(cm), sizeof(int));
-	return 0;
+	actor_send(w_chan, r, REPLY_HDR + r->n * sizeof(uint64_t));
 }
 
 /* In a new child: forget the parent's io_uring, userfaultfd and pipe. */
@@ -563,22 +534,12 @@ static bool w_fork(const struct cmd *c, struct reply *r, int fd)
 {
 	pid_t pid;
 
-	if (fd < 0) {
-		r->ret = -1;
-		r->err = EBADF;
-		return false;
-	}
-	if (c->arg == FORK_LIBC)
-		pid = fork();
-	else
-		pid = cowpt_fork(c->arg == FORK_COW ? CLONE_COW_PGTABLE : 0);
+	pid = actor_fork(&w_chan, fd, c->arg == FORK_LIBC ? ACTOR_LIBC_FORK :
+			 c->arg == FORK_COW ? CLONE_COW_PGTABLE : 0);
 	if (!pid) {
-		close(w_chan);
-		w_chan = fd;
 		w_child_reset();
 		return true;
 	}
-	close(fd);
 	w_result(r, pid);
 	return false;
 }
@@ -630,7 +591,7 @@ static bool w_step(void)
 	struct cmd c;
 	int fd;
 
-	if (w_recv(&c, &fd))
+	if (actor_recv(w_chan, &c, sizeof(c), &fd))
 		_exit(0);		/* the coordinator went away */
 	memset(&w_rep, 0, REPLY_HDR);
 	switch (c.type) {
@@ -679,39 +640,14 @@ void __attribute__((noreturn)) worker_main(int chan)
 
 struct reply co_rep;		/* the last answer */
 
-static int co_send(int chan, const struct cmd *c, int fd)
-{
-	char ctl[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { (void *)c, sizeof(*c) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct cmsghdr *cm;
-
-	if (fd >= 0) {
-		memset(ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl;
-		mh.msg_controllen = sizeof(ctl);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
-	return sendmsg(chan, &mh, MSG_NOSIGNAL) == sizeof(*c) ? 0 : -1;
-}
-
 /* 0, -1 if the worker is gone, -2 if it did not answer in time. */
 int co_recv(int chan, struct reply *r)
 {
-	struct pollfd p = { .fd = chan, .events = POLLIN };
-	ssize_t len;
-	int n;
+	ssize_t len = actor_chan_wait(chan, -1, r, sizeof(*r),
+				      REPLY_TIMEOUT_S * 1000);
 
-	do
-		n = poll(&p, 1, REPLY_TIMEOUT_S * 1000);
-	while (n < 0 && errno == EINTR);
-	if (!n)
+	if (len == -ETIMEDOUT)
 		return -2;
-	len = recv(chan, r, sizeof(*r), 0);
 	if (len < (ssize_t)REPLY_HDR || r->n > READ_CHUNK ||
 	    (size_t)len != REPLY_HDR + r->n * sizeof(uint64_t))
 		return -1;
@@ -775,7 +711,7 @@ void worker_lost(int id, const char *what, int rc)
 int co_call(int id, const struct cmd *c, int fd, struct reply *r)
 {
 	struct worker *w = wk[id];
-	int rc = co_send(w->chan, c, fd);
+	int rc = actor_chan_send(w->chan, c, sizeof(*c), fd) ? -1 : 0;
 
 	if (!rc)
 		rc = co_recv(w->chan, r);

@@ -16,1032 +16,28 @@
  * page or a stale generation is detected, not only a wrong byte.
  *
  * The test process drives "actors" (parent, child, grandchild: the parent
- * is a plain fork of the test process, the others CoW forks) over pipes.
+ * is a plain fork of the test process, the others CoW forks) one command
+ * at a time (../actor.h; the actors' side is serve.c).
  * Each actor keeps a model of what each of its pages must hold (a
  * generation, zero, "old data or zero", or unmapped) and after every step
  * every live actor checks all its pages against its model.
  *
  * COWPT_TEST_FORK_FLAGS=0 in the environment makes every CoW fork a plain
- * clone3() fork: the same checks then validate the tests on a stock kernel.
+ * clone3() fork: the same checks then validate the tests on a stock kernel
+ * and give the stock baseline of each (tests.list runs it so, as
+ * cowpt/isolation_plain_fork, in the opt-in boot).
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <liburing.h>
-#include <linux/userfaultfd.h>
-#include <poll.h>
-#include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/ptrace.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include "kselftest_harness.h"
-#include "cowpt.h"
-#include "cow_pte_util.h"
-
-/* ------------------------------------------------------------------ */
-/* Layout and page patterns                                             */
-
-struct layout {
-	long head;	/* pages before the first PMD boundary */
-	long full;	/* whole PMDs */
-	long tail;	/* pages after the last whole PMD */
-	int advice;	/* madvise() for the whole mapping, or -1 */
-};
+#include "isolation.h"
 
 /* 3 shared tables and two partial (copied) ones: 1584 pages */
 static const struct layout lay_default = { 32, 3, 16, MADV_NOHUGEPAGE };
 /* 2 shared tables and two partial ones: 1072 pages */
 static const struct layout lay_small = { 32, 2, 16, MADV_NOHUGEPAGE };
 
-static struct layout L;		/* the layout of the running engine */
-#define NPAGES		(L.head + L.full * (long)PMD_PAGES + L.tail)
-#define FULL(k)		(L.head + (long)(k) * (long)PMD_PAGES)
-
-/* Generations (model values) */
-#define G_ZERO		0x00	/* page reads as zeros */
-#define G_FIRST		0x01	/* what the parent writes at start */
-#define G_DEV		0x3d	/* O_DIRECT device contents */
-#define G_FILE		0x3e	/* io_uring file contents */
-#define G_KSM		0x40	/* 0x40..0x7e: the same contents in every page */
-#define G_OR_ZERO	0x80	/* flag: this generation or zeros (MADV_FREE) */
-#define G_UNMAPPED	0xff	/* must not be mapped */
-
-#define WORDS		(PG / sizeof(uint64_t))
-
-static uint64_t tmpl[WORDS];
-
-static void __attribute__((constructor)) init_tmpl(void)
-{
-	for (size_t w = 0; w < WORDS; w++)
-		tmpl[w] = (uint64_t)w << 4 | 0xa;
-}
-
-static inline uint64_t page_hi(unsigned int gen, long page)
-{
-	if (gen >= G_KSM)
-		page = 0;
-	return (uint64_t)gen << 56 | (uint64_t)page << 20;
-}
-
-static inline uint64_t expected_word(unsigned int gen, long page, size_t w)
-{
-	return gen == G_ZERO ? 0 : tmpl[w] | page_hi(gen, page);
-}
-
-static void fill_page(void *p, unsigned int gen, long page)
-{
-	uint64_t *q = p, hi = page_hi(gen, page);
-
-	for (size_t w = 0; w < WORDS; w++)
-		q[w] = tmpl[w] | hi;
-}
-
-/* -1 if words from..511 of p hold gen's pattern of page, else a bad word. */
-static int page_diff_from(const void *p, unsigned int gen, long page,
-			  size_t from)
-{
-	const uint64_t *q = p;
-	uint64_t diff = 0, hi = gen == G_ZERO ? 0 : page_hi(gen, page);
-	size_t w;
-
-	if (gen == G_ZERO) {
-		for (w = from; w < WORDS; w++)
-			diff |= q[w];
-	} else {
-		for (w = from; w < WORDS; w++)
-			diff |= q[w] ^ (tmpl[w] | hi);
-	}
-	if (!diff)
-		return -1;
-	for (w = from; w < WORDS; w++)
-		if (q[w] != expected_word(gen, page, w))
-			return w;
-	return from;
-}
-
-static int page_diff(const void *p, unsigned int gen, long page)
-{
-	return page_diff_from(p, gen, page, 0);
-}
-
-static const char *describe(uint64_t v, char *buf, size_t len)
-{
-	if (!v)
-		snprintf(buf, len, "zero");
-	else if ((v & 0xf) == 0xa && ((v >> 4) & 0xffff) < WORDS)
-		snprintf(buf, len, "gen %#x of page %llu, word %llu",
-			 (unsigned int)(v >> 56),
-			 (unsigned long long)((v >> 20) & ((1ULL << 36) - 1)),
-			 (unsigned long long)((v >> 4) & 0xffff));
-	else
-		snprintf(buf, len, "not a pattern word");
-	return buf;
-}
-
-static const char *where(long i, char *buf, size_t len)
-{
-	if (i < L.head)
-		snprintf(buf, len, "head table, %ld pages before pmd 0",
-			 L.head - i);
-	else if (i >= FULL(L.full))
-		snprintf(buf, len, "tail table +%ld", i - FULL(L.full));
-	else
-		snprintf(buf, len, "pmd %ld +%ld", (i - L.head) / (long)PMD_PAGES,
-			 (i - L.head) % (long)PMD_PAGES);
-	return buf;
-}
-
-/* ------------------------------------------------------------------ */
-/* Protocol between the test process and the actors                    */
-
-#define NACT	3
-enum { A_P, A_C, A_G };
-static const char *const aname[NACT] = { "parent", "child", "grandchild" };
-
-enum op {
-	OP_CHECK, OP_WRITE, OP_SET, OP_FORK, OP_EXIT, OP_MM, OP_GUP_WRITE,
-	OP_GUP_READ, OP_ODIRECT, OP_VMSPLICE, OP_VMSPLICE_READ, OP_URING_REG,
-	OP_URING_READ, OP_UFFD, OP_MERGE, OP_UNMERGE, OP_INFO,
-};
-
-static const char *const op_name[] = {
-	"check", "write", "set-model", "fork", "exit", "mm-op", "gup-write",
-	"gup-read", "o_direct-read", "vmsplice", "vmsplice-read",
-	"io_uring-register", "io_uring-read-fixed", "userfaultfd",
-	"madv-mergeable", "madv-unmergeable", "info",
-};
-
-enum mmop {
-	MM_MPROTECT, MM_MREMAP_MOVE, MM_MREMAP_GROW, MM_MREMAP_SHRINK,
-	MM_MREMAP_DONTUNMAP, MM_MUNMAP, MM_DONTNEED, MM_FREE, MM_PAGEOUT,
-	MM_COLD, MM_WILLNEED, MM_POPULATE_WRITE,
-};
-
-static const char *const mm_name[] = {
-	"mprotect", "mremap-move", "mremap-grow", "mremap-shrink",
-	"mremap-dontunmap", "munmap", "MADV_DONTNEED", "MADV_FREE",
-	"MADV_PAGEOUT", "MADV_COLD", "MADV_WILLNEED", "MADV_POPULATE_WRITE",
-};
-
-enum gup_method { GUP_VM, GUP_MEM, GUP_PTRACE };
-static const char *const gup_name[] = {
-	"process_vm_writev/readv", "/proc/PID/mem", "ptrace(POKEDATA/PEEKDATA)",
-};
-
-enum info { INFO_THP, INFO_SWAPPED, INFO_KSM };
-
-struct cmd {
-	int op;
-	int arg;	/* mm op, gup method, info, new generation, keep... */
-	int gen;
-	int actor;	/* OP_FORK: id of the new actor */
-	long first, n, stride;
-	pid_t pid;	/* GUP target */
-	uint64_t flags;	/* OP_FORK: clone3 flags */
-};
-
-enum { ERR_OK, ERR_FAIL, ERR_SKIP, ERR_NOTSUPP };
-
-struct reply {
-	int err;
-	long info, info2;
-	char msg[480];
-};
-
-/* ------------------------------------------------------------------ */
-/* Actor side                                                           */
-
-static uint64_t cow_flags = CLONE_COW_PGTABLE;
-static char odirect_dev[128];
-#define URING_FILE	"cow_pte_uring.dat"
-
-static char *base;		/* the region in this actor */
-static uint8_t *model;		/* per page: what it must hold */
-static int me;			/* actor id */
-static int cmd_rd[NACT] = { -1, -1, -1 };
-static int rep_wr = -1;
-static int vs_pipe[2] = { -1, -1 };
-static struct io_uring ring;
-static int kept_uffd = -1;
-
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
-static void __attribute__((format(printf, 3, 4)))
-rset(struct reply *r, int err, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (r->err)
-		return;
-	r->err = err;
-	n = snprintf(r->msg, sizeof(r->msg), "%s (pid %d): ", aname[me],
-		     getpid());
-	va_start(ap, fmt);
-	vsnprintf(r->msg + n, sizeof(r->msg) - n, fmt, ap);
-	va_end(ap);
-}
-
-#define rfail(r, ...)	rset(r, ERR_FAIL, __VA_ARGS__)
-#define rskip(r, ...)	rset(r, ERR_SKIP, __VA_ARGS__)
-
-static bool is_unmapped(const void *p)
-{
-	unsigned char v;
-
-	return mincore((void *)p, PG, &v) && errno == ENOMEM;
-}
-
-/*
- * Check pages first..first+n-1 of the model against the memory at 'at'
- * (base + first * PG unless the range was moved).  Reports the first bad
- * page and returns -1, or returns 0.
- */
-static int check_pages(const char *at, long first, long n, struct reply *r,
-		       const char *what)
-{
-	char b1[64], b2[96], b3[96];
-
-	if (sigsetjmp(fault_jmp, 1)) {
-		long i = first + ((char *)fault_addr - at) / (long)PG;
-
-		rfail(r, "%s: %s reading page %ld (%s) at %p", what,
-		      fault_sig == SIGBUS ? "SIGBUS" : "SIGSEGV", i,
-		      i >= first && i < first + n ? where(i, b1, sizeof(b1)) : "?",
-		      fault_addr);
-		return -1;
-	}
-	fault_armed = 1;
-	for (long i = first; i < first + n; i++) {
-		const char *p = at + (i - first) * PG;
-		unsigned int m = model[i], gen = m & ~G_OR_ZERO;
-		int w;
-
-		if (m == G_UNMAPPED) {
-			if (!is_unmapped(p)) {
-				fault_armed = 0;
-				rfail(r, "%s: page %ld (%s) is mapped, expected unmapped",
-				      what, i, where(i, b1, sizeof(b1)));
-				return -1;
-			}
-			continue;
-		}
-		w = page_diff(p, gen, i);
-		if (w >= 0 && (m & G_OR_ZERO) && page_diff(p, G_ZERO, i) < 0)
-			w = -1;
-		if (w >= 0) {
-			uint64_t got = ((const uint64_t *)p)[w];
-
-			fault_armed = 0;
-			rfail(r, "%s: page %ld (%s) word %d: expected %s%s, found %#llx (%s)",
-			      what, i, where(i, b1, sizeof(b1)), w,
-			      describe(expected_word(gen, i, w), b2, sizeof(b2)),
-			      m & G_OR_ZERO ? " or zero" : "",
-			      (unsigned long long)got, describe(got, b3, sizeof(b3)));
-			return -1;
-		}
-	}
-	fault_armed = 0;
-	return 0;
-}
-
-static void write_pages(long first, long n, long stride, unsigned int gen)
-{
-	if (stride < 1)
-		stride = 1;
-	for (long i = first; i < first + n && i < NPAGES; i += stride) {
-		if (model[i] == G_UNMAPPED)
-			continue;
-		fill_page(base + i * PG, gen, i);
-		model[i] = gen;
-	}
-}
-
-static void set_model(long first, long n, unsigned int gen)
-{
-	for (long i = first; i < first + n; i++)
-		if (model[i] != G_UNMAPPED)
-			model[i] = gen;
-}
-
-/*
- * A PROT_NONE reservation with room for len bytes at the same offset
- * into a PMD as src (so that whole-PMD moves are possible).
- */
-static char *reserve_like(size_t len, const char *src, char **res,
-			  size_t *res_len)
-{
-	size_t span = len + 2 * PMD_SZ;
-	char *raw = mmap(NULL, span, PROT_NONE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-
-	if (raw == MAP_FAILED)
-		return NULL;
-	*res = raw;
-	*res_len = span;
-	return (char *)((((uintptr_t)raw + PMD_SZ - 1) & ~(PMD_SZ - 1)) +
-			((uintptr_t)src & (PMD_SZ - 1)));
-}
-
-static void do_mm(const struct cmd *c, struct reply *r)
-{
-	char *a = base + c->first * PG, *t, *res = NULL;
-	size_t len = c->n * PG, nlen, rlen = 0;
-	long i, keep;
-	int advice = -1;
-
-	switch (c->arg) {
-	case MM_MPROTECT:
-		if (mprotect(a, len, PROT_NONE) || mprotect(a, len, PROT_READ)) {
-			rfail(r, "mprotect: %s", strerror(errno));
-			break;
-		}
-		check_pages(a, c->first, c->n, r, "read-only after mprotect");
-		if (mprotect(a, len, PROT_READ | PROT_WRITE))
-			rfail(r, "mprotect(RW): %s", strerror(errno));
-		break;
-	case MM_MREMAP_MOVE:
-	case MM_MREMAP_GROW:
-		nlen = len + (c->arg == MM_MREMAP_GROW ? 16 * PG : 0);
-		t = reserve_like(nlen, a, &res, &rlen);
-		if (!t) {
-			rfail(r, "mmap: %s", strerror(errno));
-			break;
-		}
-		if (mremap(a, len, nlen, MREMAP_MAYMOVE | MREMAP_FIXED, t) != t) {
-			rfail(r, "mremap to %p: %s", t, strerror(errno));
-			munmap(res, rlen);
-			break;
-		}
-		check_pages(t, c->first, c->n, r, "moved by mremap");
-		for (i = 0; i < c->n; i++)
-			if (!is_unmapped(a + i * PG))
-				rfail(r, "page %ld still mapped after mremap",
-				      c->first + i);
-		for (size_t off = len; off < nlen; off += PG)
-			if (page_diff(t + off, G_ZERO, 0) >= 0)
-				rfail(r, "page %zu of the grown part is not zero",
-				      off / PG);
-		if (mremap(t, nlen, len, MREMAP_MAYMOVE | MREMAP_FIXED, a) != a)
-			rfail(r, "mremap back: %s", strerror(errno));
-		munmap(res, rlen);
-		break;
-	case MM_MREMAP_SHRINK:
-		keep = c->n / 2 ? c->n / 2 : 1;
-		if (mremap(a, len, keep * PG, 0) != a) {
-			rfail(r, "mremap shrink: %s", strerror(errno));
-			break;
-		}
-		for (i = c->first + keep; i < c->first + c->n; i++)
-			model[i] = G_UNMAPPED;
-		break;
-	case MM_MREMAP_DONTUNMAP:
-		t = reserve_like(len, a, &res, &rlen);
-		if (!t) {
-			rfail(r, "mmap: %s", strerror(errno));
-			break;
-		}
-		if (mremap(a, len, len,
-			   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, t) != t) {
-			rfail(r, "mremap(MREMAP_DONTUNMAP): %s", strerror(errno));
-			munmap(res, rlen);
-			break;
-		}
-		check_pages(t, c->first, c->n, r, "moved by mremap(DONTUNMAP)");
-		set_model(c->first, c->n, G_ZERO);
-		munmap(res, rlen);
-		break;
-	case MM_MUNMAP:
-		if (munmap(a, len)) {
-			rfail(r, "munmap: %s", strerror(errno));
-			break;
-		}
-		for (i = c->first; i < c->first + c->n; i++)
-			model[i] = G_UNMAPPED;
-		break;
-	case MM_DONTNEED:
-		if (madvise(a, len, MADV_DONTNEED)) {
-			rfail(r, "MADV_DONTNEED: %s", strerror(errno));
-			break;
-		}
-		set_model(c->first, c->n, G_ZERO);
-		break;
-	case MM_FREE:
-		if (madvise(a, len, MADV_FREE)) {
-			rfail(r, "MADV_FREE: %s", strerror(errno));
-			break;
-		}
-		/* try to really discard the lazily freed pages */
-		madvise(a, len, MADV_PAGEOUT);
-		for (i = c->first; i < c->first + c->n; i++)
-			if (model[i] != G_UNMAPPED && model[i] != G_ZERO)
-				model[i] |= G_OR_ZERO;
-		break;
-	case MM_PAGEOUT:
-		advice = MADV_PAGEOUT;
-		break;
-	case MM_COLD:
-		advice = MADV_COLD;
-		break;
-	case MM_WILLNEED:
-		advice = MADV_WILLNEED;
-		break;
-	case MM_POPULATE_WRITE:
-		advice = MADV_POPULATE_WRITE;
-		break;
-	default:
-		rfail(r, "unknown mm op %d", c->arg);
-	}
-	if (advice >= 0 && madvise(a, len, advice))
-		rfail(r, "%s: %s", mm_name[c->arg], strerror(errno));
-}
-
-static int ptrace_grab(pid_t pid, struct reply *r)
-{
-	int st;
-
-	if (ptrace(PTRACE_SEIZE, pid, 0, 0)) {
-		if (errno == EPERM)
-			rskip(r, "ptrace(PTRACE_SEIZE, %d) not permitted", pid);
-		else
-			rfail(r, "ptrace(PTRACE_SEIZE, %d): %s", pid, strerror(errno));
-		return -1;
-	}
-	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0)) {
-		rfail(r, "ptrace(PTRACE_INTERRUPT): %s", strerror(errno));
-		ptrace(PTRACE_DETACH, pid, 0, 0);
-		return -1;
-	}
-	if (waitpid(pid, &st, __WALL) != pid || !WIFSTOPPED(st)) {
-		rfail(r, "waitpid on tracee %d: %s (status %#x)", pid,
-		      strerror(errno), st);
-		ptrace(PTRACE_DETACH, pid, 0, 0);
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * Move len bytes between buf and raddr in another actor (c->pid) through
- * the GUP path c->arg: process_vm_{read,write}v, /proc/pid/mem or ptrace.
- */
-static void gup_xfer(const struct cmd *c, struct reply *r, char *buf,
-		     size_t len, bool write)
-{
-	char *raddr = base + c->first * PG, path[64];
-	ssize_t n;
-	int fd;
-
-	switch (c->arg) {
-	case GUP_VM: {
-		struct iovec l = { buf, len }, rv = { raddr, len };
-
-		n = write ? process_vm_writev(c->pid, &l, 1, &rv, 1, 0) :
-			    process_vm_readv(c->pid, &l, 1, &rv, 1, 0);
-		if (n != (ssize_t)len)
-			rfail(r, "process_vm_%sv: %zd: %s", write ? "write" : "read",
-			      n, strerror(errno));
-		break;
-	}
-	case GUP_MEM:
-		snprintf(path, sizeof(path), "/proc/%d/mem", c->pid);
-		fd = open(path, write ? O_RDWR : O_RDONLY);
-		if (fd < 0) {
-			rfail(r, "open %s: %s", path, strerror(errno));
-			break;
-		}
-		n = write ? pwrite(fd, buf, len, (off_t)(uintptr_t)raddr) :
-			    pread(fd, buf, len, (off_t)(uintptr_t)raddr);
-		if (n != (ssize_t)len)
-			rfail(r, "%s %s: %zd: %s", write ? "pwrite" : "pread",
-			      path, n, strerror(errno));
-		close(fd);
-		break;
-	case GUP_PTRACE:
-		if (ptrace_grab(c->pid, r))
-			break;
-		for (size_t off = 0; off < len; off += sizeof(long)) {
-			long v;
-
-			errno = 0;
-			if (write) {
-				if (ptrace(PTRACE_POKEDATA, c->pid, raddr + off,
-					   *(long *)(buf + off))) {
-					rfail(r, "PTRACE_POKEDATA at %p: %s",
-					      raddr + off, strerror(errno));
-					break;
-				}
-				continue;
-			}
-			v = ptrace(PTRACE_PEEKDATA, c->pid, raddr + off, 0);
-			if (v == -1 && errno) {
-				rfail(r, "PTRACE_PEEKDATA: %s", strerror(errno));
-				break;
-			}
-			*(long *)(buf + off) = v;
-		}
-		if (ptrace(PTRACE_DETACH, c->pid, 0, 0))
-			rfail(r, "PTRACE_DETACH: %s", strerror(errno));
-		break;
-	}
-}
-
-/* Write gen's pattern into pages first.. of another actor. */
-static void gup_write(const struct cmd *c, struct reply *r)
-{
-	size_t len = c->n * PG;
-	char *buf = malloc(len);
-
-	if (!buf) {
-		rfail(r, "malloc");
-		return;
-	}
-	for (long j = 0; j < c->n; j++)
-		fill_page(buf + j * PG, c->gen, c->first + j);
-	gup_xfer(c, r, buf, len, true);
-	free(buf);
-}
-
-/* Read pages first.. of another actor, which must hold gen's pattern. */
-static void gup_read(const struct cmd *c, struct reply *r)
-{
-	size_t len = c->n * PG;
-	char *buf = calloc(1, len);
-	char b1[96], b2[96];
-
-	if (!buf) {
-		rfail(r, "malloc");
-		return;
-	}
-	gup_xfer(c, r, buf, len, false);
-	for (long j = 0; !r->err && j < c->n; j++) {
-		int w = page_diff(buf + j * PG, c->gen, c->first + j);
-
-		if (w >= 0) {
-			uint64_t got = ((uint64_t *)(buf + j * PG))[w];
-
-			rfail(r, "remote read (%s) of pid %d page %ld word %d: expected %s, found %s",
-			      gup_name[c->arg], c->pid, c->first + j, w,
-			      describe(expected_word(c->gen, c->first + j, w), b1,
-				       sizeof(b1)),
-			      describe(got, b2, sizeof(b2)));
-		}
-	}
-	free(buf);
-}
-
-static void odirect_read(const struct cmd *c, struct reply *r)
-{
-	size_t len = c->n * PG;
-	int fd = open(odirect_dev, O_RDONLY | O_DIRECT);
-	ssize_t n;
-
-	if (fd < 0) {
-		rfail(r, "open %s O_DIRECT: %s", odirect_dev, strerror(errno));
-		return;
-	}
-	n = pread(fd, base + c->first * PG, len, c->first * PG);
-	if (n != (ssize_t)len)
-		rfail(r, "O_DIRECT pread: %zd: %s", n, strerror(errno));
-	else
-		set_model(c->first, c->n, G_DEV);
-	close(fd);
-}
-
-static void vmsplice_pages(const struct cmd *c, struct reply *r)
-{
-	struct iovec iov = { base + c->first * PG, c->n * PG };
-
-	if (vs_pipe[0] < 0) {
-		if (pipe(vs_pipe)) {
-			rfail(r, "pipe: %s", strerror(errno));
-			return;
-		}
-		fcntl(vs_pipe[1], F_SETPIPE_SZ, 1 << 20);
-		fcntl(vs_pipe[0], F_SETFL, O_NONBLOCK);
-	}
-	while (iov.iov_len) {
-		ssize_t n = vmsplice(vs_pipe[1], &iov, 1, SPLICE_F_NONBLOCK);
-
-		if (n <= 0) {
-			rfail(r, "vmsplice: %zd: %s", n, strerror(errno));
-			return;
-		}
-		iov.iov_base = (char *)iov.iov_base + n;
-		iov.iov_len -= n;
-	}
-}
-
-/*
- * Read c->n pages from the vmsplice pipe; info = pages holding the old
- * generation c->gen, info2 = pages holding the new generation c->arg.
- */
-static void vmsplice_read(const struct cmd *c, struct reply *r)
-{
-	size_t len = c->n * PG, got = 0;
-	char *buf = malloc(len);
-
-	if (!buf || vs_pipe[0] < 0) {
-		rfail(r, "no vmsplice pipe");
-		free(buf);
-		return;
-	}
-	while (got < len) {
-		ssize_t n = read(vs_pipe[0], buf + got, len - got);
-
-		if (n <= 0) {
-			rfail(r, "pipe read: %zd of %zu bytes: %s", got, len,
-			      n ? strerror(errno) : "EOF");
-			free(buf);
-			return;
-		}
-		got += n;
-	}
-	for (long j = 0; j < c->n; j++) {
-		if (page_diff(buf + j * PG, c->gen, c->first + j) < 0)
-			r->info++;
-		else if (page_diff(buf + j * PG, c->arg, c->first + j) < 0)
-			r->info2++;
-	}
-	free(buf);
-}
-
-static void uring_register(const struct cmd *c, struct reply *r)
-{
-	struct iovec iov = { base + c->first * PG, c->n * PG };
-	int ret = io_uring_queue_init(4, &ring, 0);
-
-	if (ret < 0) {
-		rskip(r, "io_uring_queue_init: %s", strerror(-ret));
-		return;
-	}
-	ret = io_uring_register_buffers(&ring, &iov, 1);
-	if (ret)
-		rskip(r, "io_uring_register_buffers: %s", strerror(-ret));
-}
-
-static void uring_read(const struct cmd *c, struct reply *r)
-{
-	size_t len = c->n * PG;
-	struct io_uring_sqe *sqe;
-	struct io_uring_cqe *cqe;
-	int fd = open(URING_FILE, O_RDONLY), ret;
-
-	if (fd < 0) {
-		rfail(r, "open " URING_FILE ": %s", strerror(errno));
-		return;
-	}
-	sqe = io_uring_get_sqe(&ring);
-	if (!sqe) {
-		rfail(r, "io_uring_get_sqe");
-		close(fd);
-		return;
-	}
-	io_uring_prep_read_fixed(sqe, fd, base + c->first * PG, len,
-				 c->first * PG, 0);
-	ret = io_uring_submit(&ring);
-	if (ret != 1) {
-		rfail(r, "io_uring_submit: %d", ret);
-		close(fd);
-		return;
-	}
-	ret = io_uring_wait_cqe(&ring, &cqe);
-	if (ret) {
-		rfail(r, "io_uring_wait_cqe: %s", strerror(-ret));
-	} else {
-		if (cqe->res != (int)len)
-			rfail(r, "READ_FIXED: res %d, expected %zu", cqe->res, len);
-		else
-			set_model(c->first, c->n, G_FILE);
-		io_uring_cqe_seen(&ring, cqe);
-	}
-	close(fd);
-}
-
-struct uffd_handler {
-	int uffd;
-	long want, done;
-	unsigned int gen;
-	int err;
-	bool closed;
-};
-
-static void *uffd_handler_fn(void *arg)
-{
-	struct uffd_handler *h = arg;
-	char *src = aligned_alloc(PG, PG);
-
-	while (src && h->done < h->want) {
-		struct pollfd p = { .fd = h->uffd, .events = POLLIN };
-		struct uffdio_copy cp;
-		struct uffd_msg msg;
-		uintptr_t addr;
-
-		if (poll(&p, 1, 20000) <= 0) {
-			h->err = ETIMEDOUT;
-			break;
-		}
-		if (read(h->uffd, &msg, sizeof(msg)) != sizeof(msg)) {
-			if (errno == EAGAIN)
-				continue;
-			h->err = errno;
-			break;
-		}
-		if (msg.event != UFFD_EVENT_PAGEFAULT) {
-			h->err = EPROTO;
-			break;
-		}
-		addr = msg.arg.pagefault.address & ~(PG - 1);
-		fill_page(src, h->gen, (long)((char *)addr - base) / (long)PG);
-		memset(&cp, 0, sizeof(cp));
-		cp.dst = addr;
-		cp.src = (uintptr_t)src;
-		cp.len = PG;
-		if (ioctl(h->uffd, UFFDIO_COPY, &cp) && errno != EEXIST) {
-			h->err = errno;
-			break;
-		}
-		h->done++;
-	}
-	if (!src)
-		h->err = ENOMEM;
-	if (h->err) {
-		/* release the faulting thread: the pages then read as zeros */
-		close(h->uffd);
-		h->closed = true;
-	}
-	free(src);
-	return NULL;
-}
-
-/*
- * MADV_DONTNEED the range, register it MISSING with userfaultfd and fill
- * it with UFFDIO_COPY: most pages ahead of time, the last few through
- * faults resolved by a handler thread.  arg 1: keep it registered.
- */
-static void uffd_fill(const struct cmd *c, struct reply *r)
-{
-	char *a = base + c->first * PG, *src = aligned_alloc(PG, PG);
-	size_t len = c->n * PG;
-	struct uffdio_register reg;
-	struct uffdio_api api;
-	struct uffd_handler h;
-	long nfault = c->n / 2 < 4 ? c->n / 2 : 4, ncopy = c->n - nfault;
-	pthread_t th;
-	int uffd;
-
-	if (!src) {
-		rfail(r, "malloc");
-		return;
-	}
-	if (madvise(a, len, MADV_DONTNEED)) {
-		rfail(r, "MADV_DONTNEED: %s", strerror(errno));
-		goto out;
-	}
-	set_model(c->first, c->n, G_ZERO);
-	uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	if (uffd < 0 && errno == EINVAL)
-		uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (uffd < 0) {
-		rskip(r, "userfaultfd: %s", strerror(errno));
-		goto out;
-	}
-	memset(&api, 0, sizeof(api));
-	api.api = UFFD_API;
-	memset(&reg, 0, sizeof(reg));
-	reg.range.start = (uintptr_t)a;
-	reg.range.len = len;
-	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-	if (ioctl(uffd, UFFDIO_API, &api) || ioctl(uffd, UFFDIO_REGISTER, &reg)) {
-		rfail(r, "UFFDIO_API/REGISTER: %s", strerror(errno));
-		close(uffd);
-		goto out;
-	}
-	for (long j = 0; j < ncopy; j++) {
-		struct uffdio_copy cp;
-
-		fill_page(src, c->gen, c->first + j);
-		memset(&cp, 0, sizeof(cp));
-		cp.dst = (uintptr_t)(a + j * PG);
-		cp.src = (uintptr_t)src;
-		cp.len = PG;
-		if (ioctl(uffd, UFFDIO_COPY, &cp) || cp.copy != (long)PG) {
-			rfail(r, "UFFDIO_COPY page %ld: %s (copy %lld)",
-			      c->first + j, strerror(errno), (long long)cp.copy);
-			close(uffd);
-			goto out;
-		}
-		model[c->first + j] = c->gen;
-	}
-	memset(&h, 0, sizeof(h));
-	h.uffd = uffd;
-	h.want = nfault;
-	h.gen = c->gen;
-	if (pthread_create(&th, NULL, uffd_handler_fn, &h)) {
-		rfail(r, "pthread_create");
-		close(uffd);
-		goto out;
-	}
-	for (long j = ncopy; j < c->n; j++) {
-		(void)*(volatile char *)(a + j * PG + 8);
-		model[c->first + j] = c->gen;
-	}
-	pthread_join(th, NULL);
-	if (h.err)
-		rfail(r, "userfaultfd handler: %s", strerror(h.err));
-	if (h.closed)
-		goto out;
-	if (c->arg) {
-		kept_uffd = uffd;
-	} else {
-		if (ioctl(uffd, UFFDIO_UNREGISTER, &reg.range))
-			rfail(r, "UFFDIO_UNREGISTER: %s", strerror(errno));
-		close(uffd);
-	}
-out:
-	free(src);
-}
-
-static long count_swapped(void)
-{
-	long n = NPAGES, count = 0;
-	uint64_t *ent = calloc(n, sizeof(*ent));
-	int fd = open("/proc/self/pagemap", O_RDONLY);
-
-	if (fd < 0 || !ent ||
-	    pread(fd, ent, n * sizeof(*ent), (uintptr_t)base / PG * sizeof(*ent)) !=
-	    (ssize_t)(n * sizeof(*ent))) {
-		count = -1;
-	} else {
-		for (long i = 0; i < n; i++)
-			count += !!(ent[i] & (1ULL << 62));
-	}
-	if (fd >= 0)
-		close(fd);
-	free(ent);
-	return count;
-}
-
-static void do_info(const struct cmd *c, struct reply *r)
-{
-	char buf[64];
-
-	switch (c->arg) {
-	case INFO_THP:
-		r->info = file_kb("/proc/self/smaps_rollup", "AnonHugePages");
-		break;
-	case INFO_SWAPPED:
-		r->info = count_swapped();
-		break;
-	case INFO_KSM:
-		r->info = read_text("/proc/self/ksm_merging_pages", buf,
-				    sizeof(buf)) > 0 ? strtol(buf, NULL, 10) : -1;
-		break;
-	}
-}
-
-static void do_op(const struct cmd *c, struct reply *r)
-{
-	switch (c->op) {
-	case OP_CHECK:
-		check_pages(base, 0, NPAGES, r, "check");
-		break;
-	case OP_WRITE:
-		write_pages(c->first, c->n, c->stride, c->gen);
-		break;
-	case OP_SET:
-		set_model(c->first, c->n, c->gen);
-		break;
-	case OP_EXIT:
-		break;
-	case OP_MM:
-		do_mm(c, r);
-		break;
-	case OP_GUP_WRITE:
-		gup_write(c, r);
-		break;
-	case OP_GUP_READ:
-		gup_read(c, r);
-		break;
-	case OP_ODIRECT:
-		odirect_read(c, r);
-		break;
-	case OP_VMSPLICE:
-		vmsplice_pages(c, r);
-		break;
-	case OP_VMSPLICE_READ:
-		vmsplice_read(c, r);
-		break;
-	case OP_URING_REG:
-		uring_register(c, r);
-		break;
-	case OP_URING_READ:
-		uring_read(c, r);
-		break;
-	case OP_UFFD:
-		uffd_fill(c, r);
-		break;
-	case OP_MERGE:
-	case OP_UNMERGE:
-		if (madvise(base, NPAGES * PG,
-			    c->op == OP_MERGE ? MADV_MERGEABLE : MADV_UNMERGEABLE))
-			rskip(r, "%s: %s", op_name[c->op], strerror(errno));
-		break;
-	case OP_INFO:
-		do_info(c, r);
-		break;
-	default:
-		rfail(r, "unknown op %d", c->op);
-	}
-}
-
-static void __attribute__((noreturn)) actor_loop(void)
-{
-	struct reply r;
-	struct cmd c;
-
-	for (;;) {
-		ssize_t n = read(cmd_rd[me], &c, sizeof(c));
-
-		if (n != sizeof(c))
-			_exit(n == 0 ? 0 : 90);	/* EOF: the test is gone */
-		memset(&r, 0, sizeof(r));
-		if (c.op == OP_FORK) {
-			pid_t pid = cowpt_fork(c.flags);
-
-			if (!pid) {
-				me = c.actor;
-				prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
-				/* its own vmsplice pipe, not the parent's */
-				close_fd(&vs_pipe[0]);
-				close_fd(&vs_pipe[1]);
-				continue;	/* the parent replies */
-			}
-			if (pid < 0)
-				rset(&r, errno == EOPNOTSUPP ? ERR_NOTSUPP : ERR_FAIL,
-				     "clone3(%#llx): %s", (unsigned long long)c.flags,
-				     strerror(errno));
-			r.info = pid;
-		} else {
-			do_op(&c, &r);
-		}
-		if (write(rep_wr, &r, sizeof(r)) != sizeof(r))
-			_exit(91);
-		if (c.op == OP_EXIT)
-			_exit(0);
-	}
-}
-
-/* The first actor: map and fill the region, report, serve. */
-static void __attribute__((noreturn)) actor_first(void)
-{
-	size_t len = NPAGES * PG;
-	struct reply r;
-
-	memset(&r, 0, sizeof(r));
-	me = A_P;
-	prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
-	catch_faults();
-	base = map_at_phase(len, (PMD_SZ - L.head * PG) % PMD_SZ);
-	model = malloc(NPAGES);
-	if (!base || !model) {
-		rfail(&r, "mmap: %s", strerror(errno));
-	} else if (L.advice >= 0 && madvise(base, len, L.advice)) {
-		rfail(&r, "madvise(%d): %s", L.advice, strerror(errno));
-	} else {
-		memset(model, G_ZERO, NPAGES);
-		write_pages(0, NPAGES, 1, G_FIRST);
-		r.info = (long)base;
-	}
-	if (write(rep_wr, &r, sizeof(r)) != sizeof(r))
-		_exit(91);
-	actor_loop();
-}
 
 /* ------------------------------------------------------------------ */
 /* Test side: the engine                                                */
-
-#define REPLY_TIMEOUT_MS	30000
 
 struct knob {
 	char path[160];
@@ -1049,11 +45,7 @@ struct knob {
 };
 
 struct eng {
-	int cmd[NACT][2];
-	int rep[2];
-	pid_t pid[NACT];
-	int pidfd[NACT];
-	bool alive[NACT];
+	struct actors a;	/* parent, child, grandchild */
 	int gen;		/* next generation to write */
 	const char *ctx;	/* what the test is doing, for messages */
 	struct reply r;		/* the last reply */
@@ -1061,47 +53,15 @@ struct eng {
 	int nknobs;
 };
 
-static int pidfd_open(pid_t pid)
-{
-	return syscall(SYS_pidfd_open, pid, 0);
-}
-
 static void eng_init(struct eng *e)
 {
 	const char *f = getenv("COWPT_TEST_FORK_FLAGS");
 
 	memset(e, 0, sizeof(*e));
-	for (int a = 0; a < NACT; a++) {
-		e->cmd[a][0] = e->cmd[a][1] = -1;
-		e->pidfd[a] = -1;
-	}
-	e->rep[0] = e->rep[1] = -1;
+	actors_init(&e->a);
 	e->gen = 2;
 	if (f)
 		cow_flags = strtoull(f, NULL, 0);
-}
-
-/* Kill the actors that still run and reap everything. */
-static void eng_stop(struct eng *e)
-{
-	for (int a = 0; a < NACT; a++) {
-		if (e->alive[a] && e->pid[a] > 0)
-			kill(e->pid[a], SIGKILL);
-		e->alive[a] = false;
-		e->pid[a] = 0;
-		close_fd(&e->pidfd[a]);
-		close_fd(&e->cmd[a][0]);
-		close_fd(&e->cmd[a][1]);
-	}
-	close_fd(&e->rep[0]);
-	close_fd(&e->rep[1]);
-	/* actors are our children or were reparented to us (subreaper) */
-	for (;;) {
-		pid_t w = waitpid(-1, NULL, __WALL);
-
-		if (w < 0 && errno != EINTR)
-			break;
-	}
 }
 
 static int knob_set(struct eng *e, const char *path, const char *val)
@@ -1130,7 +90,7 @@ static int knob_set(struct eng *e, const char *path, const char *val)
 
 static void eng_fini(struct eng *e)
 {
-	eng_stop(e);
+	actors_stop(&e->a);
 	while (e->nknobs > 0) {
 		struct knob *k = &e->knob[--e->nknobs];
 
@@ -1140,27 +100,11 @@ static void eng_fini(struct eng *e)
 
 static int eng_wait(struct eng *e, int a)
 {
-	for (;;) {
-		struct pollfd p[2] = {
-			{ .fd = e->rep[0], .events = POLLIN },
-			{ .fd = e->pidfd[a], .events = POLLIN },
-		};
-		int n = poll(p, e->pidfd[a] >= 0 ? 2 : 1, REPLY_TIMEOUT_MS);
+	ssize_t n = actor_wait(&e->a, a, &e->r, sizeof(e->r));
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ETIMEDOUT;
-		if (p[0].revents & POLLIN)
-			return read(e->rep[0], &e->r, sizeof(e->r)) == sizeof(e->r) ?
-				0 : -EIO;
-		if (p[0].revents & (POLLHUP | POLLERR))
-			return -EPIPE;
-		if (p[1].revents)
-			return -ESRCH;
-	}
+	if (n < 0)
+		return n;
+	return n == sizeof(e->r) ? 0 : -EIO;
 }
 
 static int eng_start(struct __test_metadata *_metadata, struct eng *e,
@@ -1169,33 +113,11 @@ static int eng_start(struct __test_metadata *_metadata, struct eng *e,
 	pid_t pid;
 
 	L = *lay;
-	for (int a = 0; a < NACT; a++)
-		if (pipe(e->cmd[a]))
-			return -1;
-	if (pipe(e->rep))
+	pid = actor_spawn(&e->a, A_P, ACTOR_LIBC_FORK, actor_first, NULL);
+	if (pid < 0) {
+		TH_LOG("fork: %s", strerror(-pid));
 		return -1;
-	signal(SIGPIPE, SIG_IGN);
-	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (!pid) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-		for (int a = 0; a < NACT; a++) {
-			close(e->cmd[a][1]);
-			cmd_rd[a] = e->cmd[a][0];
-		}
-		close(e->rep[0]);
-		rep_wr = e->rep[1];
-		actor_first();
 	}
-	for (int a = 0; a < NACT; a++)
-		close_fd(&e->cmd[a][0]);
-	close_fd(&e->rep[1]);
-	e->pid[A_P] = pid;
-	e->pidfd[A_P] = pidfd_open(pid);
-	e->alive[A_P] = true;
 	if (eng_wait(e, A_P)) {
 		TH_LOG("the parent actor did not start");
 		return -1;
@@ -1219,49 +141,48 @@ static int eng_cmd(struct __test_metadata *_metadata, struct eng *e, int a,
 	const char *sep = e->ctx ? ", during " : "";
 	int ret;
 
-	if (!e->alive[a]) {
+	if (!e->a.alive[a]) {
 		TH_LOG("%s: %s is not running%s%s", op_name[c->op], aname[a], sep, ctx);
 		return -1;
 	}
-	if (write(e->cmd[a][1], c, sizeof(*c)) != sizeof(*c)) {
-		TH_LOG("cannot send %s to %s: %s", op_name[c->op], aname[a],
-		       strerror(errno));
-		return -1;
+	if (c->op == OP_FORK) {
+		ret = actor_fork_call(&e->a, a, c, sizeof(*c), &e->r,
+				      sizeof(e->r), false);
+	} else {
+		ret = actor_send_cmd(&e->a, a, c, sizeof(*c), -1);
+		if (ret) {
+			TH_LOG("cannot send %s to %s: %s", op_name[c->op],
+			       aname[a], strerror(-ret));
+			return -1;
+		}
+		ret = eng_wait(e, a);
 	}
-	ret = eng_wait(e, a);
 	if (ret) {
 		TH_LOG("%s: no reply from %s (pid %d): %s%s%s", op_name[c->op],
-		       aname[a], e->pid[a],
+		       aname[a], e->a.pid[a],
 		       ret == -ESRCH ? "it died" : strerror(-ret), sep, ctx);
-		if (ret == -ESRCH)
-			e->alive[a] = false;
 		return -1;
 	}
 	switch (e->r.err) {
-	case ERR_OK:
+	case ACTOR_OK:
 		break;
-	case ERR_SKIP:
+	case ACTOR_SKIP:
 		return 1;
-	case ERR_NOTSUPP:
+	case ACTOR_NOTSUPP:
 		return 2;
 	default:
-		TH_LOG("%s: %s%s%s", op_name[c->op], e->r.msg, sep, ctx);
+		if (c->op == OP_FORK)
+			TH_LOG("%s: clone3(%#llx): %s%s%s", aname[a],
+			       (unsigned long long)c->flags,
+			       strerror(-e->r.info), sep, ctx);
+		else
+			TH_LOG("%s: %s%s%s", op_name[c->op], e->r.msg, sep, ctx);
 		return -1;
 	}
-	if (c->op == OP_FORK) {
-		e->pid[c->actor] = e->r.info;
-		e->pidfd[c->actor] = pidfd_open(e->r.info);
-		e->alive[c->actor] = true;
-	} else if (c->op == OP_EXIT) {
-		struct pollfd p = { .fd = e->pidfd[a], .events = POLLIN };
-
-		/* make sure its mm is gone before the next step */
-		if (p.fd >= 0 && poll(&p, 1, REPLY_TIMEOUT_MS) != 1) {
-			TH_LOG("%s did not exit", aname[a]);
-			return -1;
-		}
-		close_fd(&e->pidfd[a]);
-		e->alive[a] = false;
+	if (c->op == OP_EXIT && actor_wait_exit(&e->a, a)) {
+		/* its mm must be gone before the next step */
+		TH_LOG("%s did not exit", aname[a]);
+		return -1;
 	}
 	return 0;
 }
@@ -1271,7 +192,7 @@ static int eng_check_all(struct __test_metadata *_metadata, struct eng *e)
 	struct cmd c = { .op = OP_CHECK };
 
 	for (int a = 0; a < NACT; a++)
-		if (e->alive[a] && eng_cmd(_metadata, e, a, &c))
+		if (e->a.alive[a] && eng_cmd(_metadata, e, a, &c))
 			return -1;
 	return 0;
 }
@@ -1296,7 +217,7 @@ static int eng_check_all(struct __test_metadata *_metadata, struct eng *e)
 } while (0)
 
 #define FORK_NC(p, c, fl) do { \
-	struct cmd __c = { .op = OP_FORK, .actor = (c), .flags = (fl) }; \
+	struct cmd __c = { .op = OP_FORK, .child = (c), .flags = (fl) }; \
 	int __r = eng_cmd(_metadata, e, p, &__c); \
 	if (__r == 2) \
 		SKIP(return, "clone3(CLONE_COW_PGTABLE): EOPNOTSUPP (cow_pte_mode off)"); \
@@ -1323,25 +244,33 @@ static int other(int a)
 /* ------------------------------------------------------------------ */
 /* CPU stores: three generations, every write order and exit order     */
 
-FIXTURE(gens) {
-	struct eng e;
-};
+/*
+ * A fixture whose tests drive a fresh engine (self->e, torn down after
+ * the test).  The fixture's variant, if any, is declared next to it.
+ */
+#define ENG_FIXTURE(name)				\
+	FIXTURE(name) {					\
+		struct eng e;				\
+	};						\
+	FIXTURE_SETUP(name) { eng_init(&self->e); }	\
+	FIXTURE_TEARDOWN(name) { eng_fini(&self->e); }
+
+/* ... whose variant says which actor acts: the parent or the child */
+#define WHO_FIXTURE(name, by_parent, by_child)			\
+	ENG_FIXTURE(name);					\
+	FIXTURE_VARIANT(name) {					\
+		int who;					\
+	};							\
+	FIXTURE_VARIANT_ADD(name, by_parent) { A_P };		\
+	FIXTURE_VARIANT_ADD(name, by_child) { A_C }
+
+ENG_FIXTURE(gens);
 
 FIXTURE_VARIANT(gens) {
 	const char *order;	/* who writes, in which order (two rounds) */
 	const char *exits;	/* who exits, in which order */
 	bool late_g;		/* the grandchild forks after the first round */
 };
-
-FIXTURE_SETUP(gens)
-{
-	eng_init(&self->e);
-}
-
-FIXTURE_TEARDOWN(gens)
-{
-	eng_fini(&self->e);
-}
 
 #define GENS(o, x) \
 	FIXTURE_VARIANT_ADD(gens, w##o##_exit##x) { .order = #o, .exits = #x }
@@ -1418,19 +347,19 @@ TEST_F_TIMEOUT(gens, write_then_exit, 120)
 		for (const char *o = variant->order; *o; o++) {
 			int a = actor_of(*o);
 
-			if (e->alive[a])
+			if (e->a.alive[a])
 				SCRIPT_WRITE(a);
 		}
 	}
 	for (const char *x = variant->exits; *x; x++) {
 		int a = actor_of(*x);
 
-		if (!e->alive[a])
+		if (!e->a.alive[a])
 			continue;
 		EXIT(a);
 		/* the survivors still see their data and can still write */
 		for (int s = 0; s < NACT; s++)
-			if (e->alive[s])
+			if (e->a.alive[s])
 				SCRIPT_WRITE(s);
 	}
 }
@@ -1438,19 +367,7 @@ TEST_F_TIMEOUT(gens, write_then_exit, 120)
 /* ------------------------------------------------------------------ */
 /* Threads storing while the process CoW-forks                         */
 
-FIXTURE(eng) {
-	struct eng e;
-};
-
-FIXTURE_SETUP(eng)
-{
-	eng_init(&self->e);
-}
-
-FIXTURE_TEARDOWN(eng)
-{
-	eng_fini(&self->e);
-}
+ENG_FIXTURE(eng);
 
 struct cw {
 	char *mem;
@@ -1666,24 +583,12 @@ TEST_F_TIMEOUT(eng, concurrent_writer_threads, 120)
 /* ------------------------------------------------------------------ */
 /* GUP writes into another process, and reads back                      */
 
-FIXTURE(gup) {
-	struct eng e;
-};
+ENG_FIXTURE(gup);
 
 FIXTURE_VARIANT(gup) {
 	int method;
 	int writer;
 };
-
-FIXTURE_SETUP(gup)
-{
-	eng_init(&self->e);
-}
-
-FIXTURE_TEARDOWN(gup)
-{
-	eng_fini(&self->e);
-}
 
 FIXTURE_VARIANT_ADD(gup, process_vm_writev_into_child) { GUP_VM, A_P };
 FIXTURE_VARIANT_ADD(gup, process_vm_writev_into_parent) { GUP_VM, A_C };
@@ -1718,13 +623,13 @@ TEST_F_TIMEOUT(gup, remote_write, 120)
 
 			e->ctx = gup_name[variant->method];
 			DO(wr, .op = OP_GUP_WRITE, .arg = variant->method,
-			   .pid = e->pid[tg], .first = f, .n = n, .gen = g);
+			   .pid = e->a.pid[tg], .first = f, .n = n, .gen = g);
 			DO(tg, .op = OP_SET, .first = f, .n = n, .gen = g);
 			CHECK_ALL();
 			DO(wr, .op = OP_GUP_READ, .arg = variant->method,
-			   .pid = e->pid[tg], .first = f, .n = n, .gen = g);
+			   .pid = e->a.pid[tg], .first = f, .n = n, .gen = g);
 			DO(tg, .op = OP_GUP_READ, .arg = variant->method,
-			   .pid = e->pid[wr], .first = f, .n = n, .gen = G_FIRST);
+			   .pid = e->a.pid[wr], .first = f, .n = n, .gen = G_FIRST);
 			CHECK_ALL();
 		}
 	}
@@ -1738,26 +643,8 @@ TEST_F_TIMEOUT(gup, remote_write, 120)
 /* ------------------------------------------------------------------ */
 /* O_DIRECT reads into a CoW-shared buffer                              */
 
-FIXTURE(odirect) {
-	struct eng e;
-};
-
-FIXTURE_VARIANT(odirect) {
-	int reader;
-};
-
-FIXTURE_SETUP(odirect)
-{
-	eng_init(&self->e);
-}
-
-FIXTURE_TEARDOWN(odirect)
-{
-	eng_fini(&self->e);
-}
-
-FIXTURE_VARIANT_ADD(odirect, in_parent) { A_P };
-FIXTURE_VARIANT_ADD(odirect, in_child) { A_C };
+/* the reader: the parent or the child */
+WHO_FIXTURE(odirect, in_parent, in_child);
 
 /* A block device for O_DIRECT (not swap); fills it with G_DEV pages. */
 static int odirect_prepare(long npages, char *why, size_t wlen)
@@ -1819,7 +706,7 @@ static int odirect_prepare(long npages, char *why, size_t wlen)
 TEST_F_TIMEOUT(odirect, read_after_fork, 120)
 {
 	struct eng *e = &self->e;
-	int rd = variant->reader, ot = other(rd);
+	int rd = variant->who, ot = other(rd);
 	char why[200];
 
 	L = lay_default;
@@ -1909,7 +796,7 @@ TEST_F_TIMEOUT(eng, vmsplice_like_plain_fork, 120)
 		   .gen = G_FIRST, .arg = g[1]);
 		res[pass][1] = (struct vs_res){ e->r.info, e->r.info2 };
 		e->ctx = NULL;
-		eng_stop(e);
+		actors_stop(&e->a);
 	}
 	for (int s = 0; s < 4; s++)
 		TH_LOG("%s: plain fork %ld old/%ld new, CoW fork %ld old/%ld new (of %ld)",
@@ -1987,7 +874,7 @@ TEST_F_TIMEOUT(eng, iouring_fixed_buffer, 120)
 		EXIT(A_C);
 		STEP(A_P, .op = OP_URING_READ, .first = f + 8, .n = 16);
 		e->ctx = NULL;
-		eng_stop(e);
+		actors_stop(&e->a);
 	}
 	unlink(URING_FILE);
 }
@@ -2030,26 +917,7 @@ TEST_F_TIMEOUT(eng, userfaultfd_in_child, 120)
 /* ------------------------------------------------------------------ */
 /* mprotect, mremap, munmap, madvise by one side, checked by both       */
 
-FIXTURE(mmops) {
-	struct eng e;
-};
-
-FIXTURE_VARIANT(mmops) {
-	int who;
-};
-
-FIXTURE_SETUP(mmops)
-{
-	eng_init(&self->e);
-}
-
-FIXTURE_TEARDOWN(mmops)
-{
-	eng_fini(&self->e);
-}
-
-FIXTURE_VARIANT_ADD(mmops, by_child) { A_C };
-FIXTURE_VARIANT_ADD(mmops, by_parent) { A_P };
+WHO_FIXTURE(mmops, by_parent, by_child);
 
 /*
  * The operation on a whole 2 MiB aligned (shared) table, a few pages in the
