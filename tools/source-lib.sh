@@ -120,6 +120,28 @@ load_series() {
 	done <"$top/kernel-patches/series"
 }
 
+# nr_fixes: how many entries of kernel-patches/series are in its first
+# part, the unrelated fixes (kernel-patches/fixes/); they come first.
+nr_fixes() {
+	[ -f "$top/kernel-patches/series" ] || { echo 0; return; }
+	grep -c '^fixes/' "$top/kernel-patches/series" || true
+}
+
+# tag_fixes GIT: tag cowpt-fixes in the tree GIT at the last commit of the
+# fixes part (cowpt-base + nr_fixes commits on the current branch), the
+# boundary that export-series writes the two parts from.
+tag_fixes() {
+	local git=$1 n at
+	n=$(nr_fixes)
+	if [ "$n" -eq 0 ]; then
+		at=$(git -C "$git" rev-parse cowpt-base)
+	else
+		at=$(git -C "$git" rev-list --reverse cowpt-base..HEAD | sed -n "${n}p")
+		[ -n "$at" ] || die "the tree has fewer than the $n fix commits the series lists"
+	fi
+	git -C "$git" tag -f cowpt-fixes "$at" >/dev/null
+}
+
 # base_subject VERSION: the subject of the commit that holds the pristine
 # tree; prepare-source and check-series read the version back from it.
 base_subject() {
