@@ -231,7 +231,7 @@ static inline void __attribute__((noreturn)) fork_failed(int mode, int err)
 		fprintf(stderr, "%s: fork: %s (%s)\n", prog, errno_name(err), strerror(err));
 		exit(1);
 	}
-	fprintf(stderr, "%s: clone3(CLONE_COW_PGTABLE) failed: %s (%s)",
+	fprintf(stderr, "%s: clone3(CLONE_COW_PTE) failed: %s (%s)",
 		prog, errno_name(err), strerror(err));
 	switch (err) {
 	case EINVAL:
@@ -257,7 +257,7 @@ static inline void __attribute__((noreturn)) fork_failed(int mode, int err)
 /* fork() like cowpt_fork(); a failure is reported and exits (fork_failed). */
 static inline pid_t do_fork(int mode)
 {
-	pid_t pid = cowpt_fork(mode == MODE_COW ? CLONE_COW_PGTABLE : 0);
+	pid_t pid = cowpt_fork(mode == MODE_COW ? CLONE_COW_PTE : 0);
 
 	if (pid < 0)
 		fork_failed(mode, errno);

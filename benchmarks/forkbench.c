@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * forkbench - fork latency as a function of touched anonymous memory,
- * plain fork() against CoW page-table fork (clone3 with CLONE_COW_PGTABLE),
+ * plain fork() against CoW page-table fork (clone3 with CLONE_COW_PTE),
  * side by side in the same run.
  *
  * For each size, maps that much private anonymous memory, 2 MiB aligned
@@ -34,7 +34,7 @@ static void usage(FILE *f)
 "       %*s [--retouch] [--csv FILE] [--help]\n"
 "\n"
 "Time fork of a process with SIZE MiB of touched private anonymous memory,\n"
-"plain fork() against clone3(CLONE_COW_PGTABLE) (copy-on-write PTE tables),\n"
+"plain fork() against clone3(CLONE_COW_PTE) (copy-on-write PTE tables),\n"
 "side by side in the same run.\n"
 "\n"
 "For each size the memory is mapped 2 MiB aligned, advised MADV_NOHUGEPAGE\n"
@@ -47,7 +47,7 @@ static void usage(FILE *f)
 "\n"
 "Options:\n"
 "  --modes LIST   comma-separated subset of plain,cow (default plain,cow).\n"
-"                 plain: cowpt_fork(0), i.e. clone3 like fork().  cow: cowpt_fork(CLONE_COW_PGTABLE).\n"
+"                 plain: cowpt_fork(0), i.e. clone3 like fork().  cow: cowpt_fork(CLONE_COW_PTE).\n"
 "                 If the CoW fork fails (EINVAL: kernel without\n"
 "                 CONFIG_COW_PTE; EOPNOTSUPP: /proc/sys/vm/cow_pte_mode is\n"
 "                 off) the error is printed and the exit status is 2; there\n"

@@ -6,7 +6,7 @@
  * request latency during the snapshots and outside them.
  *
  * One run is one mode: plain (the snapshot child is a plain fork through
- * clone3) or cow (clone3 with CLONE_COW_PGTABLE).  The load generator is a
+ * clone3) or cow (clone3 with CLONE_COW_PTE).  The load generator is a
  * separate process, forked before the store is filled, connected by one
  * AF_UNIX stream socketpair per client; it runs closed-loop clients (one
  * request in flight each) and timestamps every request.  The server runs
@@ -88,7 +88,7 @@ static void usage(FILE *f)
 "written before the load starts).\n"
 "\n"
 "  --mode M       plain: the snapshot child is clone3() like fork();\n"
-"                 cow: clone3(CLONE_COW_PGTABLE) (default cow).  A failed\n"
+"                 cow: clone3(CLONE_COW_PTE) (default cow).  A failed\n"
 "                 CoW fork is reported, exit status 2; there is no fallback\n"
 "  --mib N        store size in MiB, 1..%ld (default 1024)\n"
 "  --clients N    closed-loop clients, 1..%d (default 4)\n"
@@ -440,7 +440,7 @@ static int server_main(const struct opts *o, struct conn *conns,
 				break;
 			}
 			sh->start_ms[snap] = now_ms();
-			child = cowpt_fork(o->mode == MODE_COW ? CLONE_COW_PGTABLE : 0);
+			child = cowpt_fork(o->mode == MODE_COW ? CLONE_COW_PTE : 0);
 			if (child < 0)
 				fork_failed(o->mode, errno);
 			if (!child)

@@ -3,7 +3,7 @@
  * touchbench - the deferred cost of CoW page tables: a fork that shares PTE
  * tables is cheap, but the first write into each shared 2 MiB region after
  * it copies the table.  This measures fork plus the writes that follow it,
- * plain fork() against clone3 with CLONE_COW_PGTABLE, side by side.
+ * plain fork() against clone3 with CLONE_COW_PTE, side by side.
  *
  * For each size, maps that much private anonymous memory, 2 MiB aligned,
  * MADV_NOHUGEPAGE (4 KiB pages), and writes every page.  Then, for each
@@ -92,7 +92,7 @@ static void usage(FILE *f)
 "       %*s [--csv FILE] [--help]\n"
 "\n"
 "The deferred cost of copy-on-write PTE tables: time fork plus the writes\n"
-"that follow it, plain fork() against clone3(CLONE_COW_PGTABLE), side by\n"
+"that follow it, plain fork() against clone3(CLONE_COW_PTE), side by\n"
 "side in the same run.\n"
 "\n"
 "For each size the memory is mapped 2 MiB aligned, advised MADV_NOHUGEPAGE\n"
@@ -119,7 +119,7 @@ static void usage(FILE *f)
 "Options:\n"
 "  --modes LIST    comma-separated subset of plain,cow (default plain,cow).\n"
 "                  plain: cowpt_fork(0), i.e. clone3 like fork().\n"
-"                  cow: cowpt_fork(CLONE_COW_PGTABLE).  If the CoW fork fails\n"
+"                  cow: cowpt_fork(CLONE_COW_PTE).  If the CoW fork fails\n"
 "                  (EINVAL: kernel without CONFIG_COW_PTE; EOPNOTSUPP:\n"
 "                  %s is off) the error is printed\n"
 "                  and the exit status is 2; there is no fallback.  Use\n"

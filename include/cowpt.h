@@ -3,16 +3,16 @@
  * cowpt.h - userspace interface to copy-on-write PTE tables (cowpt).
  *
  * The kernel's uapi <linux/sched.h> of a cowpt kernel defines
- * CLONE_COW_PGTABLE; this header also works against older headers.
+ * CLONE_COW_PTE; this header also works against older headers.
  *
- *   pid_t pid = cowpt_fork(CLONE_COW_PGTABLE);   like fork(), tables shared
+ *   pid_t pid = cowpt_fork(CLONE_COW_PTE);       like fork(), tables shared
  *   pid_t pid = cowpt_fork(0);                   plain fork() through clone3
  *   cowpt_set_inherit(1);    every later fork of this process and of its
  *                            descendants shares, across execve() too
  *                            (not one that gains privilege: set-user-ID)
  *
  * Errors (errno, with a return of -1):
- *   EINVAL      CLONE_COW_PGTABLE with CLONE_VM or CLONE_VFORK, or a kernel
+ *   EINVAL      CLONE_COW_PTE with CLONE_VM or CLONE_VFORK, or a kernel
  *               without CONFIG_COW_PTE (unknown clone3 flag or prctl)
  *   EOPNOTSUPP  /proc/sys/vm/cow_pte_mode is "off" (clone3 with the flag,
  *               or opting in with PR_SET_COW_PTE)
@@ -30,8 +30,16 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#ifndef CLONE_COW_PTE
+#define CLONE_COW_PTE	0x400000000ULL
+#endif
+/*
+ * The flag's name until cowpt 2026-12, when it took the spelling of every
+ * other name of the feature.  Kept for programs written against it; the
+ * kernel's uapi headers have only CLONE_COW_PTE.
+ */
 #ifndef CLONE_COW_PGTABLE
-#define CLONE_COW_PGTABLE	0x400000000ULL
+#define CLONE_COW_PGTABLE	CLONE_COW_PTE
 #endif
 
 /* <linux/prctl.h> of a cowpt kernel; outside upstream's sequential range */
@@ -58,7 +66,7 @@ struct cowpt_clone_args {
 };
 
 /*
- * fork() through clone3() with extra flags (CLONE_COW_PGTABLE and/or other
+ * fork() through clone3() with extra flags (CLONE_COW_PTE and/or other
  * CLONE_* flags that do not need a new stack).  SIGCHLD is the exit signal.
  * Returns the child's pid in the parent, 0 in the child, -1 and errno on
  * error.  The child must not return into frames of the caller that do not

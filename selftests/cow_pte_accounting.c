@@ -497,7 +497,7 @@ TEST_F(acct, fork_charges_parent_only)
 	SPAWN(0, 0);
 	v1 = vm("cow_pte_shared");
 	plain = stat_of(PID(0));
-	SPAWN(1, CLONE_COW_PGTABLE);
+	SPAWN(1, CLONE_COW_PTE);
 	v2 = vm("cow_pte_shared");
 	cow = stat_of(PID(1));
 	t1 = stat_of(0);
@@ -539,7 +539,7 @@ TEST_F(acct, child_break_charges_child)
 	long b0;
 
 	p0 = stat_of(0);
-	SPAWN(0, CLONE_COW_PGTABLE);
+	SPAWN(0, CLONE_COW_PTE);
 	c0 = stat_of(PID(0));
 	b0 = vm("cow_pte_break_fault");
 	for (long i = 0; i < k; i++)
@@ -583,7 +583,7 @@ TEST_F(acct, owner_break_hands_tables_to_child)
 	struct ms p0, p1, c0, c1, c2;
 	long b0, a0;
 
-	SPAWN(0, CLONE_COW_PGTABLE);
+	SPAWN(0, CLONE_COW_PTE);
 	p0 = stat_of(0);
 	c0 = stat_of(PID(0));
 	b0 = vm("cow_pte_break_fault");
@@ -635,7 +635,7 @@ TEST_F(acct, mlock_breaks_shared_tables)
 	if (geteuid())
 		SKIP(return, "reading PFNs and /proc/kpageflags needs root");
 	SPAWN(0, 0);
-	SPAWN(1, CLONE_COW_PGTABLE);
+	SPAWN(1, CLONE_COW_PTE);
 	for (int s = 0; s < 2; s++) {
 		b0 = vm("cow_pte_break_other");
 		ACT(s, .op = A_MLOCK_ONFAULT, .first = first[s] * PMD_PAGES, .n = npg);
@@ -675,13 +675,13 @@ TEST_F(acct, child_exit_drops_shared_tables)
 	long d0, r0;
 
 	p0 = stat_of(0);
-	SPAWN(0, CLONE_COW_PGTABLE);
+	SPAWN(0, CLONE_COW_PTE);
 	d0 = vm("cow_pte_drop");
 	ACT(0, .op = A_EXIT);
 	EXPECT_COUNTER_GE("cow_pte_drop", d0, NPMD);
 	EXPECT_SAME(p0, stat_of(0), "owner after the first child's exit");
 
-	SPAWN(1, CLONE_COW_PGTABLE);
+	SPAWN(1, CLONE_COW_PTE);
 	ACT(1, .op = A_TOUCH, .first = 2, .n = 2, .arg = 5);
 	ACT(1, .op = A_TOUCH, .first = 6, .n = 2, .arg = 5);
 	d0 = vm("cow_pte_drop");
@@ -710,7 +710,7 @@ TEST_F(acct, owner_dontneed_hands_tables_to_child)
 	struct ms p0, p1, c0, c1, c2, c3;
 	long d0, b0, a0;
 
-	SPAWN(0, CLONE_COW_PGTABLE);
+	SPAWN(0, CLONE_COW_PTE);
 	p0 = stat_of(0);
 	c0 = stat_of(PID(0));
 	d0 = vm("cow_pte_drop");
@@ -780,7 +780,7 @@ TEST_F(acct, partial_ops_break_for_caller)
 	};
 	struct ms p0, c0, c1;
 
-	SPAWN(0, CLONE_COW_PGTABLE);
+	SPAWN(0, CLONE_COW_PTE);
 	p0 = stat_of(0);
 	for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
 		long before[3] = { 0, 0, 0 }, grew = 0;
@@ -827,8 +827,8 @@ TEST_F(acct, owner_exits_first)
 	pp = stat_of(PID(0));
 	ASSERT_LE(REGION_KB - TOL_KB, pp.rss);
 	s0 = vm("cow_pte_shared");
-	ACT(0, .op = A_FORK, .child = 1, .flags = CLONE_COW_PGTABLE);
-	ACT(1, .op = A_FORK, .child = 2, .flags = CLONE_COW_PGTABLE);
+	ACT(0, .op = A_FORK, .child = 1, .flags = CLONE_COW_PTE);
+	ACT(1, .op = A_FORK, .child = 2, .flags = CLONE_COW_PTE);
 	EXPECT_COUNTER_GE("cow_pte_shared", s0, 2 * NPMD);
 	c0 = stat_of(PID(1));
 	g0 = stat_of(PID(2));
@@ -913,7 +913,7 @@ TEST_F(pinned, shares_tables_without_pins)
 	ACT(0, .op = variant->pin_op, .first = PIN_TABLE * PMD_PAGES + 7);
 	s0 = vm("cow_pte_shared");
 	p0 = vm("cow_pte_pinned");
-	ACT(0, .op = A_FORK, .child = 1, .flags = CLONE_COW_PGTABLE);
+	ACT(0, .op = A_FORK, .child = 1, .flags = CLONE_COW_PTE);
 	s1 = vm("cow_pte_shared");
 	p1 = vm("cow_pte_pinned");
 	EXPECT_EQ(variant->copied, p1 - p0);
@@ -934,7 +934,7 @@ TEST_F(pinned, shares_tables_without_pins)
 
 	/* A second fork finds the same: the mark stays while the pin does. */
 	p0 = vm("cow_pte_pinned");
-	ACT(0, .op = A_FORK, .child = 2, .flags = CLONE_COW_PGTABLE);
+	ACT(0, .op = A_FORK, .child = 2, .flags = CLONE_COW_PTE);
 	p1 = vm("cow_pte_pinned");
 	EXPECT_EQ(variant->copied, p1 - p0);
 	ACT(2, .op = A_VERIFY, .first = 0, .n = NPMD);

@@ -2,15 +2,15 @@
 /*
  * cow_pte_api - the user interface of copy-on-write PTE tables:
  *
- *  - clone3(CLONE_COW_PGTABLE) works and gives a working child, and is
+ *  - clone3(CLONE_COW_PTE) works and gives a working child, and is
  *    rejected with EINVAL together with CLONE_VM, CLONE_VFORK or CLONE_THREAD
- *    (while the same flags without CLONE_COW_PGTABLE are accepted, so the
+ *    (while the same flags without CLONE_COW_PTE are accepted, so the
  *    EINVAL is really about the combination);
  *  - /proc/sys/vm/cow_pte_mode reads "off", "opt-in" or "always", accepts
  *    exactly those words (optional trailing newline), rejects anything else
  *    with EINVAL and keeps its value;
- *  - "off": CLONE_COW_PGTABLE fails with EOPNOTSUPP, plain forks work and
- *    nothing is shared; "opt-in": only CLONE_COW_PGTABLE shares; "always":
+ *  - "off": CLONE_COW_PTE fails with EOPNOTSUPP, plain forks work and
+ *    nothing is shared; "opt-in": only CLONE_COW_PTE shares; "always":
  *    every fork shares (vmstat cow_pte_shared).
  *
  * Tests that change the mode need root and restore the original mode in
@@ -34,6 +34,10 @@
 #include "kselftest_harness.h"
 #include "cowpt.h"
 #include "cow_pte_util.h"
+
+/* Programs written against the flag's old name keep working. */
+_Static_assert(CLONE_COW_PGTABLE == CLONE_COW_PTE,
+	       "cowpt.h: CLONE_COW_PGTABLE is not an alias of CLONE_COW_PTE");
 
 /* Fully covered (shareable) PTE tables in the region forked by the tests. */
 #define API_PMDS	8
@@ -108,7 +112,7 @@ enum fork_how { FORK_LIBC, FORK_CLONE3, FORK_COW };
 static const char *const how_name[] = {
 	[FORK_LIBC] = "fork()",
 	[FORK_CLONE3] = "clone3(0)",
-	[FORK_COW] = "clone3(CLONE_COW_PGTABLE)",
+	[FORK_COW] = "clone3(CLONE_COW_PTE)",
 };
 
 /*
@@ -130,7 +134,7 @@ static int fork_and_check(char *mem, enum fork_how how)
 		pid = cowpt_fork(0);
 		break;
 	default:
-		pid = cowpt_fork(CLONE_COW_PGTABLE);
+		pid = cowpt_fork(CLONE_COW_PTE);
 		break;
 	}
 	if (pid < 0)
@@ -200,7 +204,7 @@ FIXTURE_TEARDOWN(api)
 	ASSERT_EQ(0, cow_mode_set(word)); \
 } while (0)
 
-/* Run with opt-in or always, which both accept CLONE_COW_PGTABLE. */
+/* Run with opt-in or always, which both accept CLONE_COW_PTE. */
 #define REQUIRE_COW_ALLOWED() do { \
 	char __m[32]; \
 	REQUIRE_MODE_FILE(); \
@@ -225,7 +229,7 @@ static const struct bad_combo bad_combos[] = {
 };
 
 /*
- * CLONE_COW_PGTABLE with CLONE_VM, CLONE_VFORK or CLONE_THREAD is EINVAL,
+ * CLONE_COW_PTE with CLONE_VM, CLONE_VFORK or CLONE_THREAD is EINVAL,
  * while the same flags without it create a child (which exits at once).
  */
 TEST_F(api, bad_flag_combinations_einval)
@@ -243,21 +247,21 @@ TEST_F(api, bad_flag_combinations_einval)
 		reap_unexpected(ret, c->flags);
 
 		errno = 0;
-		ret = clone3_exit_child(c->flags | CLONE_COW_PGTABLE,
+		ret = clone3_exit_child(c->flags | CLONE_COW_PTE,
 					c->exit_signal);
 		reap_unexpected(ret, c->flags);
 		EXPECT_EQ(-1, ret) {
-			TH_LOG("clone3(CLONE_COW_PGTABLE|%s) created %ld", c->name, ret);
+			TH_LOG("clone3(CLONE_COW_PTE|%s) created %ld", c->name, ret);
 		}
 		EXPECT_EQ(EINVAL, errno) {
-			TH_LOG("clone3(CLONE_COW_PGTABLE|%s): errno %d (%s)",
+			TH_LOG("clone3(CLONE_COW_PTE|%s): errno %d (%s)",
 			       c->name, errno, strerror(errno));
 		}
 	}
 }
 
 /*
- * A plain clone3(CLONE_COW_PGTABLE) works like fork(): the child sees the
+ * A plain clone3(CLONE_COW_PTE) works like fork(): the child sees the
  * parent's memory, its writes stay its own, it exits 0 and is waited for;
  * and its fully covered PTE tables were shared (vmstat cow_pte_shared).
  */
@@ -273,9 +277,9 @@ TEST_F(api, cow_fork_works)
 	ASSERT_NE(NULL, mem);
 
 	/* the child's identity */
-	pid = cowpt_fork(CLONE_COW_PGTABLE);
+	pid = cowpt_fork(CLONE_COW_PTE);
 	ASSERT_LE(0, pid) {
-		TH_LOG("clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+		TH_LOG("clone3(CLONE_COW_PTE): %s", strerror(errno));
 	}
 	if (!pid)
 		_exit(getppid() == me && getpid() != me ? 0 : 1);
@@ -428,7 +432,7 @@ static void check_sharing(struct __test_metadata *_metadata, char *mem,
 }
 
 /*
- * "off": clone3(CLONE_COW_PGTABLE) is EOPNOTSUPP; fork() and clone3(0)
+ * "off": clone3(CLONE_COW_PTE) is EOPNOTSUPP; fork() and clone3(0)
  * still work and share nothing.
  */
 TEST_F(api, mode_off)
@@ -440,7 +444,7 @@ TEST_F(api, mode_off)
 	SET_MODE("off");
 
 	errno = 0;
-	pid = cowpt_fork(CLONE_COW_PGTABLE);
+	pid = cowpt_fork(CLONE_COW_PTE);
 	if (!pid)
 		_exit(0);
 	if (pid > 0)
@@ -454,7 +458,7 @@ TEST_F(api, mode_off)
 	munmap(mem, API_PMDS * PMD_SZ);
 }
 
-/* "opt-in": only clone3(CLONE_COW_PGTABLE) shares. */
+/* "opt-in": only clone3(CLONE_COW_PTE) shares. */
 TEST_F(api, mode_opt_in)
 {
 	char *mem = touched_region();
@@ -465,7 +469,7 @@ TEST_F(api, mode_opt_in)
 	munmap(mem, API_PMDS * PMD_SZ);
 }
 
-/* "always": every fork shares, and CLONE_COW_PGTABLE is accepted too. */
+/* "always": every fork shares, and CLONE_COW_PTE is accepted too. */
 TEST_F(api, mode_always)
 {
 	char *mem = touched_region();
@@ -645,7 +649,7 @@ TEST_F(api, prctl_cleared_by_setuid_exec)
 
 /*
  * In opt-in mode a process that opted in shares on every fork, fork()
- * included; after opting out only CLONE_COW_PGTABLE shares again.
+ * included; after opting out only CLONE_COW_PTE shares again.
  */
 TEST_F(api, prctl_opt_in_shares_every_fork)
 {

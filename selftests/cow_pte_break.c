@@ -26,7 +26,7 @@
  *    needs new folios for two maybe-pinned pages, over several rounds.
  *
  * Every CoW fork here checks /proc/vmstat cow_pte_shared: a test fails
- * rather than pass when the tables were not shared.  Needs CLONE_COW_PGTABLE
+ * rather than pass when the tables were not shared.  Needs CLONE_COW_PTE
  * (cow_pte_mode opt-in or always); root for the larger pipes.
  */
 #define _GNU_SOURCE
@@ -157,7 +157,7 @@ TEST_F(merge, breaks_at_moved_boundary)
 
 	pid = start_sleeper(&arg, &shared);
 	if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
-		SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+		SKIP(return, "clone3(CLONE_COW_PTE): %s", strerror(errno));
 	ASSERT_LT(0, pid);
 	ASSERT_LE(2, shared) TH_LOG("the fork shared %ld tables, not 2", shared);
 
@@ -211,7 +211,7 @@ static const char *const pinned_result[] = {
 	[P_OK] = "ok",
 	[P_PIPE] = "pipe or F_SETPIPE_SZ failed",
 	[P_VMSPLICE] = "vmsplice failed",
-	[P_FORK] = "clone3(CLONE_COW_PGTABLE) failed",
+	[P_FORK] = "clone3(CLONE_COW_PTE) failed",
 	[P_NOT_SHARED] = "the fork did not share the table",
 	[P_PIN] = "cannot pin a page (io_uring)",
 	[P_DATA] = "the breaker's data changed",
@@ -334,7 +334,7 @@ TEST_F_TIMEOUT(pinned, break_finishes, BREAK_SECS + 60)
 	ASSERT_NE(-1, code) TH_LOG("the break did not finish in %d s (pid %d is stuck in the kernel)",
 				   BREAK_SECS, pid);
 	if (code == P_FORK)
-		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
 	if (code == P_PIN)
 		SKIP(return, "no io_uring to pin with");
 	ASSERT_EQ(P_OK, code) TH_LOG("breaker: %s",
@@ -468,7 +468,7 @@ TEST_F(zap, partial_dontneed_does_not_fail)
 	}
 	pid = start_sleeper(&arg, &shared);
 	if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
-		SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+		SKIP(return, "clone3(CLONE_COW_PTE): %s", strerror(errno));
 	ASSERT_LT(0, pid);
 	ASSERT_LE(2, shared) TH_LOG("the fork shared %ld tables, not 2", shared);
 	/* Fork copies maybe-pinned pages only for an mm that has pinned. */

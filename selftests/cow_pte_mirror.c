@@ -26,7 +26,7 @@
  *  - a CoW fork by the opener shares nothing, and its child sees the
  *    opener's data.
  *
- * Needs CONFIG_TEST_HMM (the debug kernel has it) and CLONE_COW_PGTABLE
+ * Needs CONFIG_TEST_HMM (the debug kernel has it) and CLONE_COW_PTE
  * (cow_pte_mode opt-in or always).
  */
 #define _GNU_SOURCE
@@ -170,7 +170,7 @@ static int opener(struct side *s)
 
 	/* An mm with notifiers does not share its tables at fork. */
 	pid = cow_child(grandchild, s->p, &shared);
-	CHECK(20, pid > 0, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+	CHECK(20, pid > 0, "clone3(CLONE_COW_PTE): %s", strerror(errno));
 	code = pid > 0 ? wait_code(pid) : 0;
 	CHECK(21, shared == 0, "a fork of an mm with notifiers shared %ld tables", shared);
 	CHECK(22, code == 0, "the grandchild read wrong data (exit %d)", code);
@@ -241,8 +241,8 @@ TEST_F(mirror, device_and_cpu_agree)
 	ASSERT_EQ(0, pipe(to_child));
 	ASSERT_EQ(0, pipe(to_parent));
 	before = vmstat_get("cow_pte_shared");
-	pid = cowpt_fork(CLONE_COW_PGTABLE);
-	ASSERT_LE(0, pid) TH_LOG("clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+	pid = cowpt_fork(CLONE_COW_PTE);
+	ASSERT_LE(0, pid) TH_LOG("clone3(CLONE_COW_PTE): %s", strerror(errno));
 	if (pid == 0) {
 		close(to_child[1]);
 		close(to_parent[0]);

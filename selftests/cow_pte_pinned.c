@@ -154,9 +154,9 @@ TEST_F(pinned, fork_copies_its_table)
 
 	shared0 = vmstat_get("cow_pte_shared");
 	pinned0 = vmstat_get("cow_pte_pinned");
-	child = cowpt_fork(CLONE_COW_PGTABLE);
+	child = cowpt_fork(CLONE_COW_PTE);
 	if (child < 0 && errno == EOPNOTSUPP)
-		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
 	ASSERT_LE(0, child);
 	if (child == 0) {
 		char c;

@@ -8,7 +8,7 @@
  * (mapcount 1) but reaches every sharer; reported as private, a snapshot
  * child looked as if it had copied everything.
  *
- * Each case forks twice, plainly and with CLONE_COW_PGTABLE, does the same
+ * Each case forks twice, plainly and with CLONE_COW_PTE, does the same
  * writes after each fork, and compares the smaps fields of the region and
  * its PM_MMAP_EXCLUSIVE pages, in parent and child, between the two.
  * RSS in /proc/PID/status is not compared: it follows the owner model
@@ -77,7 +77,7 @@ struct snap {
 };
 
 /*
- * Fork (@cow: with CLONE_COW_PGTABLE), let @who write, and read both
+ * Fork (@cow: with CLONE_COW_PTE), let @who write, and read both
  * sides' values while the child is still alive.  0 or -1.
  */
 static int measure(char *a, bool cow, enum writer who, struct snap *s)
@@ -89,7 +89,7 @@ static int measure(char *a, bool cow, enum writer who, struct snap *s)
 
 	if (pipe(go) || pipe(done))
 		return -1;
-	pid = cowpt_fork(cow ? CLONE_COW_PGTABLE : 0);
+	pid = cowpt_fork(cow ? CLONE_COW_PTE : 0);
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
@@ -156,7 +156,7 @@ TEST_F(proc, smaps_and_pagemap_as_plain_fork)
 	ASSERT_NE(NULL, self->a);
 	pattern_fill(self->a, self->a, LEN, 1);
 	if (measure(self->a, true, variant->who, &cow) && (errno == EINVAL || errno == EOPNOTSUPP))
-		SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+		SKIP(return, "clone3(CLONE_COW_PTE): %s", strerror(errno));
 	ASSERT_LE((long)(LEN / PMD_SZ), cow.shared) TH_LOG("the fork shared %ld tables", cow.shared);
 
 	for (size_t i = 0; i < NR_VALUES; i++) {

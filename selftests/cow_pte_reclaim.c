@@ -33,7 +33,7 @@
  *    6.12 that cow_pte_fuzz found, fixed in the series.
  *
  * Needs root (cgroups, MPOL_MF_MOVE_ALL, process_mrelease), a swap device,
- * two NUMA nodes for the migrate and race cases, and CLONE_COW_PGTABLE.  A
+ * two NUMA nodes for the migrate and race cases, and CLONE_COW_PTE.  A
  * case fails rather than pass when its tables were not shared.
  */
 #define _GNU_SOURCE
@@ -267,7 +267,7 @@ static const char *result_str(int code)
 static pid_t fork_as(bool cow, long *shared)
 {
 	long before = vmstat_get("cow_pte_shared");
-	pid_t pid = cowpt_fork(cow ? CLONE_COW_PGTABLE : 0);
+	pid_t pid = cowpt_fork(cow ? CLONE_COW_PTE : 0);
 
 	if (pid > 0)
 		*shared = vmstat_get("cow_pte_shared") - before;
@@ -288,7 +288,7 @@ FIXTURE(pressure) {
 };
 
 FIXTURE_VARIANT(pressure) {
-	bool cow;		/* CLONE_COW_PGTABLE, or a plain fork */
+	bool cow;		/* CLONE_COW_PTE, or a plain fork */
 	bool owner_writes;	/* the owner rewrites everything after the fork */
 };
 
@@ -398,7 +398,7 @@ TEST_F_TIMEOUT(pressure, no_oom, 300)
 	TH_LOG("pswpout %ld pages, oom_kill %ld", out,
 	       cg_key(self->cg, "memory.events", "oom_kill"));
 	if (code == RC_FORK)
-		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
 	EXPECT_EQ(0, cg_key(self->cg, "memory.events", "oom_kill"));
 	ASSERT_EQ(RC_OK, code) TH_LOG("%s", result_str(code));
 	/* at least what does not fit had to go out */
@@ -495,7 +495,7 @@ TEST_F_TIMEOUT(migrate, moves_every_page, 180)
 	ASSERT_EQ(0, pipe(arg.go));
 	pid = cow_child(migrate_child, &arg, &shared);
 	if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
-		SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+		SKIP(return, "clone3(CLONE_COW_PTE): %s", strerror(errno));
 	ASSERT_LT(0, pid);
 	close(arg.go[0]);
 	ASSERT_LE((long)(M_LEN / PMD_SZ), shared) TH_LOG("the fork shared %ld tables", shared);
@@ -568,7 +568,7 @@ TEST_F_TIMEOUT(shared_stay, not_moved_without_move_all, 180)
 	if (variant->cow) {
 		pid = cow_child(sleep_child, go, &shared);
 		if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
-			SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+			SKIP(return, "clone3(CLONE_COW_PTE): %s", strerror(errno));
 	} else {
 		pid = fork();
 		if (!pid)
@@ -777,7 +777,7 @@ TEST_F_TIMEOUT(swapped, survivor_keeps_data, 300)
 	child_code = child > 0 ? wait_code(child) : -1;
 	prctl(PR_SET_CHILD_SUBREAPER, 0);
 	if (code == RC_FORK)
-		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
 	kills = cg_key(self->cg, "memory.events", "oom_kill") - kills;
 	if (variant->kill_owner) {
 		ASSERT_EQ(128 + SIGKILL, code) TH_LOG("owner: %s", result_str(code));
@@ -850,7 +850,7 @@ TEST_F_TIMEOUT(mlocked, sharer_keeps_mlock_across_migration, 180)
 	ASSERT_EQ(0, pipe(m.go));
 	pid = cow_child(mlock_child, &m, &shared);
 	if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
-		SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+		SKIP(return, "clone3(CLONE_COW_PTE): %s", strerror(errno));
 	ASSERT_LT(0, pid);
 	close(m.ready[1]);
 	close(m.go[0]);
@@ -944,7 +944,7 @@ TEST_F_TIMEOUT(split, zero_subpages_of_orphan, 120)
 	ASSERT_EQ(0, pipe(arg.go));
 	pid = cow_child(split_child, &arg, &shared);
 	if (pid < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
-		SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+		SKIP(return, "clone3(CLONE_COW_PTE): %s", strerror(errno));
 	ASSERT_LT(0, pid);
 	close(arg.go[0]);
 	ASSERT_LE(1, shared);
@@ -1065,7 +1065,7 @@ TEST_F_TIMEOUT(survivor, oom_kills_the_big_survivor, 180)
 	close(pfd[1]);
 	code = wait_code(owner);
 	if (code == RC_FORK)
-		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
 	ASSERT_EQ(RC_OK, code) TH_LOG("owner: %s", result_str(code));
 	ASSERT_EQ(sizeof(child), read(pfd[0], &child, sizeof(child)));
 	close(pfd[0]);
@@ -1218,7 +1218,7 @@ TEST_F_TIMEOUT(race, migrate_vs_break_and_drop, RACE_SECS + 120)
 		ASSERT_EQ(0, pipe(go));
 		sleeper = cow_child(race_sleeper, go, &shared);
 		if (sleeper < 0 && (errno == EINVAL || errno == EOPNOTSUPP))
-			SKIP(return, "clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+			SKIP(return, "clone3(CLONE_COW_PTE): %s", strerror(errno));
 		ASSERT_LT(0, sleeper);
 		close(go[0]);
 		ASSERT_LE((long)(RACE_LEN / PMD_SZ), shared);
@@ -1431,7 +1431,7 @@ TEST_F_TIMEOUT(lazyfree, sharer_keeps_swapped_in_pages, 120)
 	int code = run_in_child(lazyfree_run, self->cg, variant->cow);
 
 	if (code == RC_FORK)
-		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
 	ASSERT_EQ(RC_OK, code) TH_LOG("%s", result_str(code));
 }
 
@@ -1446,7 +1446,7 @@ TEST_F_TIMEOUT(lazyfree, sharer_keeps_unshared_pages, 120)
 	int code = run_in_child(unshared_run, self->cg, variant->cow);
 
 	if (code == RC_FORK)
-		SKIP(return, "clone3(CLONE_COW_PGTABLE) refused: cow_pte_mode off?");
+		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
 	ASSERT_EQ(RC_OK, code) TH_LOG("%s", result_str(code));
 }
 

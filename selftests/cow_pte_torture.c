@@ -7,7 +7,7 @@
  * process, "churn" threads munmap/mmap, MADV_DONTNEED, MADV_FREE,
  * MADV_PAGEOUT, MADV_COLD, mprotect, mremap (PMD-aligned and not),
  * move_pages and write their ranges while the main thread forks with
- * clone3(CLONE_COW_PGTABLE) (or a plain clone3, --fork plain, the control)
+ * clone3(CLONE_COW_PTE) (or a plain clone3, --fork plain, the control)
  * and a "writer" thread keeps rewriting its own range without any lock,
  * so that writes race the fork itself.  Each child checks its snapshot,
  * writes its own pattern into pages of every thread's range, pages some of
@@ -923,7 +923,7 @@ int main(int argc, char **argv)
 			clock_gettime(CLOCK_MONOTONIC, &a);
 			pthread_rwlock_wrlock(&fork_lock);
 			clock_gettime(CLOCK_MONOTONIC, &b);
-			pid = cowpt_fork(opt.cow ? CLONE_COW_PGTABLE : 0);
+			pid = cowpt_fork(opt.cow ? CLONE_COW_PTE : 0);
 			if (pid == 0)
 				_exit(child_main(seed));
 			clock_gettime(CLOCK_MONOTONIC, &c);
@@ -934,7 +934,7 @@ int main(int argc, char **argv)
 			pthread_rwlock_unlock(&fork_lock);
 		}
 		if (pid < 0) {
-			fail("clone3(%s): %s", opt.cow ? "CLONE_COW_PGTABLE" : "0",
+			fail("clone3(%s): %s", opt.cow ? "CLONE_COW_PTE" : "0",
 			     strerror(errno));
 			break;
 		}

@@ -180,8 +180,8 @@ TEST(events_name_the_table_the_process_and_the_cause)
 	hi = (uintptr_t)uf + PMD_SZ;
 
 	ASSERT_EQ(0, trace_start()) TH_LOG("tracefs: %s", strerror(errno));
-	c1 = cowpt_fork(CLONE_COW_PGTABLE);
-	ASSERT_LE(0, c1) TH_LOG("clone3(CLONE_COW_PGTABLE): %s", strerror(errno));
+	c1 = cowpt_fork(CLONE_COW_PTE);
+	ASSERT_LE(0, c1) TH_LOG("clone3(CLONE_COW_PTE): %s", strerror(errno));
 	if (c1 == 0)
 		_exit(first_child(p));
 	ASSERT_EQ(0, wait_code(c1));
@@ -189,7 +189,7 @@ TEST(events_name_the_table_the_process_and_the_cause)
 		p[t * PMD_SZ] = 2;			/* reuse x4 */
 
 	ASSERT_EQ(0, pipe(sleeper));
-	c2 = cowpt_fork(CLONE_COW_PGTABLE);
+	c2 = cowpt_fork(CLONE_COW_PTE);
 	ASSERT_LE(0, c2);
 	if (c2 == 0) {
 		char c;

@@ -258,7 +258,7 @@ static inline long pattern_check(const char *base, const char *p, size_t len, un
 static inline pid_t cow_child(int (*fn)(void *), void *arg, long *shared)
 {
 	long before = vmstat_get("cow_pte_shared");
-	pid_t pid = cowpt_fork(CLONE_COW_PGTABLE);
+	pid_t pid = cowpt_fork(CLONE_COW_PTE);
 	int err = errno;
 
 	if (pid == 0)

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * cow_pte_fuzz - a seeded, reproducible, randomized differential tester for
- * copy-on-write page tables (clone3(CLONE_COW_PGTABLE)).
+ * copy-on-write page tables (clone3(CLONE_COW_PTE)).
  *
  * A coordinator process holds a model of what every page of a tree of
  * worker processes must contain, and a seeded PRNG.  It generates random
  * operations (CPU writes, mmap/munmap/mremap/mprotect/madvise/mlock, GUP
  * writes and reads from one worker into another, file writes, io_uring
  * fixed-buffer reads, userfaultfd fills, NUMA page migration, remote
- * pageout, memcg reclaim, fork with or without CLONE_COW_PGTABLE, exit,
+ * pageout, memcg reclaim, fork with or without CLONE_COW_PTE, exit,
  * wait, threads), has a worker execute each one,
  * checks the syscall result against the one the model predicts, and then
  * reads the touched range back in every live worker; every --check-every
@@ -367,7 +367,7 @@ static void replay_file(struct op *list, long n)
 	}
 }
 
-/* 0 if clone3(CLONE_COW_PGTABLE) works, else the errno (in a helper). */
+/* 0 if clone3(CLONE_COW_PTE) works, else the errno (in a helper). */
 static int cow_probe(void)
 {
 	pid_t pid = fork();
@@ -375,7 +375,7 @@ static int cow_probe(void)
 	if (pid < 0)
 		die("fork: %s", strerror(errno));
 	if (!pid) {
-		pid_t c = cowpt_fork(CLONE_COW_PGTABLE);
+		pid_t c = cowpt_fork(CLONE_COW_PTE);
 
 		if (!c)
 			_exit(0);
@@ -640,12 +640,12 @@ static void detect(void)
 	if (opt.cow != COW_OFF) {
 		ret = cow_probe();
 		if (ret == EINVAL)
-			die("clone3(CLONE_COW_PGTABLE) failed with EINVAL: this kernel has no copy-on-write page tables (CONFIG_COW_PTE); run with --cow off");
+			die("clone3(CLONE_COW_PTE) failed with EINVAL: this kernel has no copy-on-write page tables (CONFIG_COW_PTE); run with --cow off");
 		if (ret == EOPNOTSUPP)
-			die("clone3(CLONE_COW_PGTABLE) failed with EOPNOTSUPP: %s is \"off\"; set it to opt-in or run with --cow off",
+			die("clone3(CLONE_COW_PTE) failed with EOPNOTSUPP: %s is \"off\"; set it to opt-in or run with --cow off",
 			    COWPT_MODE_PATH);
 		if (ret)
-			die("clone3(CLONE_COW_PGTABLE) failed (%s, exit code %d); run with --cow off",
+			die("clone3(CLONE_COW_PTE) failed (%s, exit code %d); run with --cow off",
 			    ret < 256 ? errname(ret) : "?", ret);
 	}
 }
@@ -683,7 +683,7 @@ static void usage(FILE *f)
 "  --time S          stop after S seconds (with --ops: whichever first)\n"
 "  --procs N         at most N live workers (default 6, max %d)\n"
 "  --mem MIB         mapped memory cap per worker in MiB (default 64)\n"
-"  --cow on|off|mixed  forks with CLONE_COW_PGTABLE: all, none, or a random\n"
+"  --cow on|off|mixed  forks with CLONE_COW_PTE: all, none, or a random\n"
 "                    half (default mixed)\n"
 "  --check-every N   read back everything every N operations (default 64)\n"
 "  --verbose         print every operation\n"
@@ -871,7 +871,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (opt.replay) {
-		/* probe CLONE_COW_PGTABLE only if the file uses it */
+		/* probe CLONE_COW_PTE only if the file uses it */
 		nreplay = read_repro(opt.replay, &replay);
 		opt.cow = COW_OFF;
 		for (long i = 0; i < nreplay; i++)

@@ -535,7 +535,7 @@ static bool w_fork(const struct cmd *c, struct reply *r, int fd)
 	pid_t pid;
 
 	pid = actor_fork(&w_chan, fd, c->arg == FORK_LIBC ? ACTOR_LIBC_FORK :
-			 c->arg == FORK_COW ? CLONE_COW_PGTABLE : 0);
+			 c->arg == FORK_COW ? CLONE_COW_PTE : 0);
 	if (!pid) {
 		w_child_reset();
 		return true;

@@ -104,7 +104,7 @@ const char *const gup_name[] = {
 /* ------------------------------------------------------------------ */
 /* Actor side                                                           */
 
-uint64_t cow_flags = CLONE_COW_PGTABLE;
+uint64_t cow_flags = CLONE_COW_PTE;
 char odirect_dev[128];
 
 static char *base;		/* the region in this actor */

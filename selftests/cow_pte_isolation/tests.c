@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * cow_pte_isolation - after clone3(CLONE_COW_PGTABLE) no process ever sees
+ * cow_pte_isolation - after clone3(CLONE_COW_PTE) no process ever sees
  * another one's writes, whatever path the write takes: CPU stores from any
  * of three generations in any order and across exits, a thread storing
  * while its process forks, GUP writes (process_vm_writev, /proc/PID/mem,
@@ -220,7 +220,7 @@ static int eng_check_all(struct __test_metadata *_metadata, struct eng *e)
 	struct cmd __c = { .op = OP_FORK, .child = (c), .flags = (fl) }; \
 	int __r = eng_cmd(_metadata, e, p, &__c); \
 	if (__r == 2) \
-		SKIP(return, "clone3(CLONE_COW_PGTABLE): EOPNOTSUPP (cow_pte_mode off)"); \
+		SKIP(return, "clone3(CLONE_COW_PTE): EOPNOTSUPP (cow_pte_mode off)"); \
 	ASSERT_EQ(0, __r); \
 } while (0)
 
@@ -563,7 +563,7 @@ TEST_F_TIMEOUT(eng, concurrent_writer_threads, 120)
 	for (int j = 0; j < 2; j++)
 		pthread_join(th[j], NULL);
 	if (failed < 0)
-		SKIP(return, "clone3(CLONE_COW_PGTABLE): EOPNOTSUPP (cow_pte_mode off)");
+		SKIP(return, "clone3(CLONE_COW_PTE): EOPNOTSUPP (cow_pte_mode off)");
 	ASSERT_EQ(0, failed);
 	TH_LOG("writer rounds: %ld, %ld", w[0].round, w[1].round);
 	for (long i = 0; i < NPAGES; i++) {
@@ -1240,10 +1240,10 @@ static long vsu_run(enum vsu_case c, uint64_t flags)
 TEST(vmsplice_then_unmap)
 {
 	for (int c = VSU_BEFORE_FORK; c <= VSU_PARENT_AFTER; c++) {
-		long plain = vsu_run(c, 0), cow = vsu_run(c, CLONE_COW_PGTABLE);
+		long plain = vsu_run(c, 0), cow = vsu_run(c, CLONE_COW_PTE);
 
 		if (cow < 0 && errno == EOPNOTSUPP)
-			SKIP(return, "clone3(CLONE_COW_PGTABLE): EOPNOTSUPP (cow_pte_mode off)");
+			SKIP(return, "clone3(CLONE_COW_PTE): EOPNOTSUPP (cow_pte_mode off)");
 		TH_LOG("%s: plain fork %ld, CoW fork %ld bytes changed",
 		       vsu_name[c], plain, cow);
 		ASSERT_EQ(0, plain);
