@@ -43,11 +43,14 @@ PACKAGES := qemu-system-x86 busybox-static gcc make flex \
 	stress-ng gnuplot-nox redis-server redis-tools pkg-config perl \
 	python3-ply python3-git
 
+# what make deb needs besides PACKAGES (dwarves: pahole, for BTF)
+DEB_PACKAGES := dpkg-dev fakeroot pandoc binutils $(if $(DEB_DEBUG_INFO),dwarves)
+
 VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
 
 .PHONY: all help deps source kernel kernel-bench kernel-stock tools selftests \
 	test soak vm bench bench-stock bench-icount check check-latest export-series \
-	bisect-check publish-results clean distclean
+	bisect-check publish-results clean distclean deps-deb deb deb-tools
 
 all: test
 
@@ -67,6 +70,8 @@ help:
 	@echo "  make vm            interactive shell in the debug kernel"
 	@echo "  make export-series regenerate kernel-patches/ from build/linux commits"
 	@echo "  make bisect-check  build the debug kernel at every patch of the series"
+	@echo "  make deb           Debian packages of the kernel (Debian's config, FLAVOUR=cloud-amd64|amd64) and of cowpt-tools"
+	@echo "  make deb-tools     only the cowpt-tools package"
 	@echo "  make publish-results  copy build/results (make bench*) into the tracked results/"
 	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=3 ONLY=regex APPEND=... MODES='opt-in always'"
 
@@ -83,6 +88,9 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
+
+deps-deb:
+	@$(MAKE) --no-print-directory deps PACKAGES='$(DEB_PACKAGES)'
 
 # ---------------------------------------------------------------- kernel
 source: deps
@@ -266,6 +274,13 @@ export-series:
 
 bisect-check: source
 	@$(TOOLS)/check-series --build
+
+# ---------------------------------------------------------------- packages
+deb: deps-deb source tools
+	@$(TOOLS)/make-deb $(if $(FLAVOUR),--flavour $(FLAVOUR)) $(if $(DEB_DEBUG_INFO),--debug-info)
+
+deb-tools: deps-deb tools
+	@$(TOOLS)/make-deb --tools-only
 
 clean:
 	rm -rf $(BUILD)/test-run* $(BUILD)/*-run $(BUILD)/vm-shell $(BUILD)/vm-out \

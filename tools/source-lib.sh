@@ -24,8 +24,9 @@ read_pin() {
 		die "$pin_file needs 'package', 'version' and a 64-digit 'sha256' line"
 }
 
-# deb_path PKG VERSION: where the package file lives under build/source/.
-deb_path() { echo "$srcdir/${1}_${2}_all.deb"; }
+# deb_path PKG VERSION [ARCH]: where the package file lives under
+# build/source/ (ARCH defaults to all, linux-source's).
+deb_path() { echo "$srcdir/${1}_${2}_${3:-all}.deb"; }
 
 # apt_refresh: update the package lists when they are missing or older than
 # an hour (root only: apt-get download and apt-cache read them).
@@ -38,11 +39,11 @@ apt_refresh() {
 	apt-get update -qq >&2 || echo "${0##*/}: apt-get update failed; using the lists there are" >&2
 }
 
-# fetch_deb PKG VERSION: download PKG=VERSION into build/source/ unless it is
-# there already; prints the file's path.
+# fetch_deb PKG VERSION [ARCH]: download PKG=VERSION into build/source/
+# unless it is there already; prints the file's path.
 fetch_deb() {
-	local pkg=$1 ver=$2 deb tmp log
-	deb=$(deb_path "$pkg" "$ver")
+	local pkg=$1 ver=$2 arch=${3:-all} deb tmp log
+	deb=$(deb_path "$pkg" "$ver" "$arch")
 	if [ -f "$deb" ]; then
 		echo "$deb"
 		return 0
