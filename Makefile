@@ -50,7 +50,8 @@ VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
 
 .PHONY: all help deps source kernel kernel-bench kernel-stock tools selftests \
 	test soak vm bench bench-stock bench-icount check check-latest export-series \
-	bisect-check publish-results clean distclean deps-deb deb deb-tools
+	bisect-check publish-results clean distclean deps-deb deb deb-tools \
+	deb-test test-boots
 
 all: test
 
@@ -72,6 +73,7 @@ help:
 	@echo "  make bisect-check  build the debug kernel at every patch of the series"
 	@echo "  make deb           Debian packages of the kernel (Debian's config, FLAVOUR=cloud-amd64|amd64) and of cowpt-tools"
 	@echo "  make deb-tools     only the cowpt-tools package"
+	@echo "  make deb-test      make test's boots in the packaged kernel (DEB=FILE: which package)"
 	@echo "  make publish-results  copy build/results (make bench*) into the tracked results/"
 	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=3 ONLY=regex APPEND=... MODES='opt-in always'"
 
@@ -136,16 +138,26 @@ selftests: kernel tools
 # (tools/test-list writes each boot's list).  MODES=opt-in or
 # MODES=always runs one boot only.
 MODES ?= opt-in always
+# the kernel the tests boot, and the directories their runs go to
+# (build/TEST_RUN-MODE); make deb-test sets them for the packaged kernel
+TEST_KERNEL ?= $(KDEBUG)/arch/x86/boot/bzImage
+TEST_INITRD ?=
+TEST_RUN ?= test-run
 
 test: selftests
+	@$(MAKE) --no-print-directory test-boots
+
+# the boots of make test, without building anything
+test-boots:
 	@set -e; for mode in $(MODES); do \
 		$(TOOLS)/test-list $$mode >$(BUILD)/tests-$$mode.list || \
 			{ echo "test: no test list for mode $$mode (opt-in, always)" >&2; exit 2; }; \
 	done
 	@set -e; for mode in $(MODES); do \
 		list=$(BUILD)/tests-$$mode.list; \
-		echo "test: booting build/kernel-debug with cow_pte=$$mode ($(ACCEL), $(VM_SMP) vCPUs, $(VM_MEM))"; \
-		$(VMRUN) --out $(BUILD)/test-run-$$mode --timeout $(TEST_TIMEOUT) \
+		echo "test: booting $(patsubst $(TOP)/%,%,$(TEST_KERNEL)) with cow_pte=$$mode ($(ACCEL), $(VM_SMP) vCPUs, $(VM_MEM))"; \
+		$(VMRUN) --out $(BUILD)/$(TEST_RUN)-$$mode --timeout $(TEST_TIMEOUT) \
+			--kernel $(TEST_KERNEL) $(if $(TEST_INITRD),--initrd $(TEST_INITRD)) \
 			--append "cow_pte=$$mode $(APPEND)" \
 			$(if $(COWPT_INJECT_FAILURE),--env COWPT_INJECT_FAILURE=$(COWPT_INJECT_FAILURE)) \
 			--no-scan -- $(TOOLS)/guest-tests --list $$list --label $$mode \
@@ -154,7 +166,7 @@ test: selftests
 	done
 	@echo "== cowpt test results"
 	@args=; for mode in $(MODES); do \
-		args="$$args --list $(BUILD)/tests-$$mode.list --label $$mode $(BUILD)/test-run-$$mode"; \
+		args="$$args --list $(BUILD)/tests-$$mode.list --label $$mode $(BUILD)/$(TEST_RUN)-$$mode"; \
 	done; \
 	$(TOOLS)/test-report $(if $(filter-out .,$(ONLY)),--only '$(ONLY)') $$args
 
@@ -282,9 +294,18 @@ deb: deps-deb source tools
 deb-tools: deps-deb tools
 	@$(TOOLS)/make-deb --tools-only
 
+# The tests of make test in the packaged kernel (DEB=FILE, default the newest
+# in build/deb/), booted through an initramfs that loads its 9p modules.
+# Long, and not part of make test.
+deb-test: selftests
+	@$(TOOLS)/deb-test-prepare $(DEB)
+	@$(MAKE) --no-print-directory test-boots TEST_KERNEL=$(BUILD)/deb-test/vmlinuz \
+		TEST_INITRD=$(BUILD)/deb-test/initrd.gz TEST_RUN=deb-test-run \
+		APPEND="cowpt_modules=$(BUILD)/deb-test/root/lib/modules $(APPEND)"
+
 clean:
 	rm -rf $(BUILD)/test-run* $(BUILD)/*-run $(BUILD)/vm-shell $(BUILD)/vm-out \
-		$(ST_OUT) $(MM_OUT)
+		$(BUILD)/deb-test $(BUILD)/deb-test-run-* $(ST_OUT) $(MM_OUT)
 
 distclean:
 	rm -rf $(BUILD)
