@@ -70,7 +70,7 @@ help:
 	@echo "  make soak SOAK=S   cow_pte_fuzz and cow_pte_torture for S seconds in cow_pte=always (default 1800)"
 	@echo "  make vm            interactive shell in the debug kernel"
 	@echo "  make export-series regenerate kernel-patches/ from build/linux commits"
-	@echo "  make bisect-check  build the debug kernel at every patch of the series"
+	@echo "  make bisect-check  build the debug kernel at every patch of the series (FROM=N: from patch N)"
 	@echo "  make deb           Debian packages of the kernel (Debian's config, FLAVOUR=cloud-amd64|amd64) and of cowpt-tools"
 	@echo "  make deb-tools     only the cowpt-tools package"
 	@echo "  make deb-test      make test's boots in the packaged kernel (DEB=FILE: which package)"
@@ -285,7 +285,7 @@ export-series:
 	@$(TOOLS)/export-series
 
 bisect-check: source
-	@$(TOOLS)/check-series --build
+	@$(TOOLS)/check-series --build $(if $(FROM),--from $(FROM))
 
 # ---------------------------------------------------------------- packages
 deb: deps-deb source tools
