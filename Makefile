@@ -43,15 +43,18 @@ PACKAGES := qemu-system-x86 busybox-static gcc make flex \
 	stress-ng gnuplot-nox redis-server redis-tools pkg-config perl \
 	python3-ply python3-git
 
-# what make deb needs besides PACKAGES (dwarves: pahole, for BTF)
-DEB_PACKAGES := dpkg-dev fakeroot pandoc binutils $(if $(DEB_DEBUG_INFO),dwarves)
+# what make deb needs besides PACKAGES (debhelper: bindeb-pkg's build
+# dependency; dwarves: pahole, for BTF)
+DEB_PACKAGES := dpkg-dev debhelper fakeroot pandoc binutils $(if $(DEB_DEBUG_INFO),dwarves)
+# what make deb-install-test needs besides PACKAGES (a Debian 12 disk image)
+DEB_INSTALL_PACKAGES := debootstrap fdisk e2fsprogs qemu-utils
 
 VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
 
 .PHONY: all help deps source kernel kernel-bench kernel-stock tools selftests \
 	test soak vm bench bench-stock bench-icount check check-latest export-series \
 	bisect-check publish-results clean distclean deps-deb deb deb-tools \
-	deb-test test-boots
+	deb-test test-boots deps-deb-install deb-install-test
 
 all: test
 
@@ -74,6 +77,7 @@ help:
 	@echo "  make deb           Debian packages of the kernel (Debian's config, FLAVOUR=cloud-amd64|amd64) and of cowpt-tools"
 	@echo "  make deb-tools     only the cowpt-tools package"
 	@echo "  make deb-test      make test's boots in the packaged kernel (DEB=FILE: which package)"
+	@echo "  make deb-install-test  follow Documentation/install.md in a Debian 12 VM (as root; long)"
 	@echo "  make publish-results  copy build/results (make bench*) into the tracked results/"
 	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=3 ONLY=regex APPEND=... MODES='opt-in always'"
 
@@ -123,14 +127,20 @@ $(BIN_OUT)/%: $(TOOLS)/%.c $(TOP)/include/cowpt.h
 	@mkdir -p $(BIN_OUT)
 	$(CC) -Wall -Wextra -O2 -I$(TOP)/include -o $@ $<
 
-selftests: kernel tools
-	@$(MAKE) -s -C selftests KSRC=$(KSRC) KHDR=$(KDEBUG)/usr/include OUT=$(ST_OUT)
+# the selftests and the kernel's mm selftests, built against the uapi
+# headers in directory $(1)
+define build_selftests
+	@$(MAKE) -s -C selftests KSRC=$(KSRC) KHDR=$(1) OUT=$(ST_OUT)
 	@mkdir -p $(MM_OUT)
 	@$(MAKE) -s -k -C $(KSRC)/tools/testing/selftests/mm OUTPUT=$(MM_OUT) \
-		KHDR_INCLUDES="-isystem $(KDEBUG)/usr/include" >$(BUILD)/mm-selftests.log 2>&1 || true
+		KHDR_INCLUDES="-isystem $(1)" >$(BUILD)/mm-selftests.log 2>&1 || true
 	@for p in $(MM_PROGS); do \
 		[ -x $(MM_OUT)/$$p ] || { echo "selftests: mm/$$p did not build (see build/mm-selftests.log)" >&2; exit 1; }; \
 	done
+endef
+
+selftests: kernel tools
+	$(call build_selftests,$(KDEBUG)/usr/include)
 
 # Two boots of the debug kernel: the default mode (opt-in), then
 # cow_pte=always, in which every fork of every test shares PTE tables.
@@ -291,17 +301,30 @@ bisect-check: source
 deb: deps-deb source tools
 	@$(TOOLS)/make-deb $(if $(FLAVOUR),--flavour $(FLAVOUR)) $(if $(DEB_DEBUG_INFO),--debug-info)
 
+deps-deb-install:
+	@$(MAKE) --no-print-directory deps PACKAGES='$(DEB_INSTALL_PACKAGES)'
+
 deb-tools: deps-deb tools
 	@$(TOOLS)/make-deb --tools-only
 
 # The tests of make test in the packaged kernel (DEB=FILE, default the newest
-# in build/deb/), booted through an initramfs that loads its 9p modules.
-# Long, and not part of make test.
-deb-test: selftests
+# in build/deb/), built against the uapi headers of its linux-libc-dev and
+# booted through an initramfs that loads its 9p modules.  Long, and not part
+# of make test.
+deb-test: source tools
 	@$(TOOLS)/deb-test-prepare $(DEB)
+	$(call build_selftests,$(BUILD)/deb-test/usr/include)
 	@$(MAKE) --no-print-directory test-boots TEST_KERNEL=$(BUILD)/deb-test/vmlinuz \
 		TEST_INITRD=$(BUILD)/deb-test/initrd.gz TEST_RUN=deb-test-run \
 		APPEND="cowpt_modules=$(BUILD)/deb-test/root/lib/modules $(APPEND)"
+
+# Documentation/install.md followed in a Debian 12 VM that boots through
+# GRUB (an image made with debootstrap, as root), with the packages of
+# make deb: install, modes, Redis through cowpt-run, roll back.  Long, and
+# not part of make test.
+deb-install-test: deps-deb-install
+	@$(TOOLS)/deb-install-image
+	@$(TOOLS)/deb-install-test --accel $(ACCEL)
 
 clean:
 	rm -rf $(BUILD)/test-run* $(BUILD)/*-run $(BUILD)/vm-shell $(BUILD)/vm-out \
