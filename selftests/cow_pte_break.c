@@ -17,13 +17,17 @@
  *    references each, from vmsplice) finishes, and the breaker keeps its
  *    data.  Each round of the break used to free the copies it had made
  *    when it found it needed one more, so it never finished;
- *  - zap: MADV_DONTNEED of part of a shared table does not fail, even when
- *    every allocation the caller makes fails (fail_page_alloc): after a
- *    stock fork it allocates nothing and cannot fail for want of memory.
- *    The zap gives the caller its own copy of the table with allocations
- *    that do not fail; it used to break the table first with allocations
- *    that may, and return ENOMEM.  In the pinned variant the copy also
- *    needs new folios for two maybe-pinned pages, over several rounds.
+ *  - madv: MADV_DONTNEED, MADV_FREE and MADV_PAGEOUT of part of a shared
+ *    table do not fail, even when every allocation the caller makes fails
+ *    (fail_page_alloc): after a stock fork they allocate nothing and
+ *    cannot fail for want of memory.  DONTNEED and FREE give the caller
+ *    its own copy of the table with allocations that do not fail; they
+ *    used to break the table first with allocations that may, and return
+ *    ENOMEM.  PAGEOUT copies nothing: the pages of a shared table are
+ *    mapped by two mms, and pageout leaves those alone, as after a stock
+ *    fork; it used to copy the table to find that out.  In the pinned
+ *    variants the copy also needs new folios for two maybe-pinned pages,
+ *    over several rounds.
  *
  * Every CoW fork here checks /proc/vmstat cow_pte_shared: a test fails
  * rather than pass when the tables were not shared.  Needs CLONE_COW_PTE
@@ -341,11 +345,11 @@ TEST_F_TIMEOUT(pinned, break_finishes, BREAK_SECS + 60)
 		(code >= 0 && code <= P_CHILD) ? pinned_result[code] : "died");
 }
 
-/* -------------------------------------------------------------------- zap */
+/* ------------------------------------------------------------------- madv */
 
 #define FAIL_DIR	"/sys/kernel/debug/fail_page_alloc/"
-#define ZAP_OFF		(100 * PG)	/* the MADV_DONTNEED range, in table 1 */
-#define ZAP_LEN		(3 * PG)
+#define ADV_OFF		(100 * PG)	/* the madvise() range, in table 1 */
+#define ADV_LEN		(3 * PG)
 
 /*
  * fail_page_alloc set to fail the next page allocations of a task that
@@ -365,7 +369,7 @@ static const char *const fail_attr[][2] = {
 	{ "min-order", "0" },
 };
 
-FIXTURE(zap) {
+FIXTURE(madv) {
 	char *base;
 	int pipes[NPIPES][2];
 	char saved[ARRAY_SIZE(fail_attr)][32];
@@ -386,23 +390,43 @@ static int write_str(const char *path, const char *val)
 }
 
 /*
- * pinned: the copy the zap makes must also copy NPINNED maybe-pinned
- * pages (table 1's first pages) into folios of their own, allocated over
- * several rounds; those allocations must not fail either.
+ * advice: what the parent does to part of table 1 while every allocation
+ * it makes fails; breaks: the counter of the copy it makes (NULL: it
+ * must copy nothing); zeroes: the range reads as zeroes afterwards (else
+ * as before).  pinned: the copy must also copy NPINNED maybe-pinned pages
+ * (table 1's first pages) into folios of their own, allocated over several
+ * rounds; those allocations must not fail either.
  */
-FIXTURE_VARIANT(zap) {
+FIXTURE_VARIANT(madv) {
+	int advice;
+	const char *breaks;
+	bool zeroes;
 	bool pinned;
 };
 
-FIXTURE_VARIANT_ADD(zap, plain) {
-	.pinned = false,
+FIXTURE_VARIANT_ADD(madv, dontneed_plain) {
+	.advice = MADV_DONTNEED, .breaks = "cow_pte_break_zap", .zeroes = true,
 };
 
-FIXTURE_VARIANT_ADD(zap, pinned) {
+FIXTURE_VARIANT_ADD(madv, dontneed_pinned) {
+	.advice = MADV_DONTNEED, .breaks = "cow_pte_break_zap", .zeroes = true,
 	.pinned = true,
 };
 
-FIXTURE_SETUP(zap)
+/* the pages stay until reclaim needs them, and it need not here */
+FIXTURE_VARIANT_ADD(madv, free_plain) {
+	.advice = MADV_FREE, .breaks = "cow_pte_break_madvise",
+};
+
+FIXTURE_VARIANT_ADD(madv, free_pinned) {
+	.advice = MADV_FREE, .breaks = "cow_pte_break_madvise", .pinned = true,
+};
+
+FIXTURE_VARIANT_ADD(madv, pageout_plain) {
+	.advice = MADV_PAGEOUT,
+};
+
+FIXTURE_SETUP(madv)
 {
 	char path[128];
 
@@ -430,7 +454,7 @@ FIXTURE_SETUP(zap)
 	ASSERT_LE(0, self->make_it_fail);
 }
 
-FIXTURE_TEARDOWN(zap)
+FIXTURE_TEARDOWN(madv)
 {
 	char path[128];
 
@@ -451,11 +475,11 @@ FIXTURE_TEARDOWN(zap)
 	munmap(self->base, 2 * PMD_SZ);
 }
 
-TEST_F(zap, partial_dontneed_does_not_fail)
+TEST_F(madv, partial_does_not_fail)
 {
 	struct sleeper_arg arg = { .base = self->base, .len = 2 * PMD_SZ };
-	char *zap = self->base + PMD_SZ + ZAP_OFF;
-	long shared, zapped, bad;
+	char *adv = self->base + PMD_SZ + ADV_OFF;
+	long shared, breaks, all, bad;
 	int *go = arg.go, ret, err, code;
 	const char *what;
 	pid_t pid;
@@ -475,7 +499,8 @@ TEST_F(zap, partial_dontneed_does_not_fail)
 	if (variant->pinned && pin_one_page(&what) < 0)
 		SKIP(return, "%s: %s", what, strerror(errno));
 
-	zapped = vmstat_get("cow_pte_break_zap");
+	breaks = variant->breaks ? vmstat_get(variant->breaks) : 0;
+	all = cow_pte_breaks();
 	/*
 	 * Nothing between the two writes may fault: the fault's allocation
 	 * would fail too, and be retried.  errno's page in particular must
@@ -486,22 +511,31 @@ TEST_F(zap, partial_dontneed_does_not_fail)
 	errno = 0;
 	ASSERT_EQ(0, madvise(self->base, 2 * PMD_SZ, MADV_NORMAL));
 	ASSERT_EQ(1, write(self->make_it_fail, "1", 1));
-	ret = madvise(zap, ZAP_LEN, MADV_DONTNEED);
+	ret = madvise(adv, ADV_LEN, variant->advice);
 	err = errno;
 	ASSERT_EQ(1, write(self->make_it_fail, "0", 1));
-	ASSERT_EQ(0, ret) TH_LOG("MADV_DONTNEED of part of a shared table: %s",
-				 strerror(err));
-	zapped = vmstat_get("cow_pte_break_zap") - zapped;
-	EXPECT_LE(1, zapped) TH_LOG("no table was copied for the zap");
-
-	for (size_t off = 0; off < ZAP_LEN; off += PG) {
-		EXPECT_EQ(0, *(volatile uint64_t *)(zap + off))
-			TH_LOG("offset %#zx not zero after MADV_DONTNEED", off);
+	ASSERT_EQ(0, ret) TH_LOG("madvise(%d) of part of a shared table: %s",
+				 variant->advice, strerror(err));
+	if (variant->breaks) {
+		breaks = vmstat_get(variant->breaks) - breaks;
+		EXPECT_LE(1, breaks) TH_LOG("no table was copied (%s)", variant->breaks);
+	} else {
+		EXPECT_EQ(all, cow_pte_breaks()) TH_LOG("a table was copied");
 	}
-	bad = pattern_check(self->base, self->base, PMD_SZ + ZAP_OFF, 1);
-	if (bad < 0)
-		bad = pattern_check(self->base, zap + ZAP_LEN,
-				    PMD_SZ - ZAP_OFF - ZAP_LEN, 1);
+
+	if (variant->zeroes) {
+		for (size_t off = 0; off < ADV_LEN; off += PG) {
+			EXPECT_EQ(0, *(volatile uint64_t *)(adv + off))
+				TH_LOG("offset %#zx not zero after madvise(%d)",
+				       off, variant->advice);
+		}
+		bad = pattern_check(self->base, self->base, PMD_SZ + ADV_OFF, 1);
+		if (bad < 0)
+			bad = pattern_check(self->base, adv + ADV_LEN,
+					    PMD_SZ - ADV_OFF - ADV_LEN, 1);
+	} else {
+		bad = pattern_check(self->base, self->base, 2 * PMD_SZ, 1);
+	}
 	EXPECT_EQ(-1, bad) TH_LOG("parent: offset %#lx changed", bad);
 	close(go[1]);
 	EXPECT_EQ(0, wait_code(pid)) TH_LOG("the child's view changed");

@@ -95,6 +95,17 @@ static const char *const cow_pte_counters[] = {
 #define NR_COW_PTE_COUNTERS \
 	(sizeof(cow_pte_counters) / sizeof(cow_pte_counters[0]))
 
+/* Every table copied by a break so far, whatever the cause. */
+static inline long cow_pte_breaks(void)
+{
+	long n = 0;
+
+	for (size_t i = 0; i < NR_COW_PTE_COUNTERS; i++)
+		if (!strncmp(cow_pte_counters[i], "cow_pte_break_", 14))
+			n += vmstat_get(cow_pte_counters[i]);
+	return n;
+}
+
 /* One write(2) of exactly the given bytes at offset 0; 0 or -errno. */
 static inline int write_bytes(const char *path, const char *s, size_t len)
 {

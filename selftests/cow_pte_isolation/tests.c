@@ -1092,6 +1092,52 @@ TEST_F_TIMEOUT(eng, swapped_out_pages, 120)
 	WRITE_ALL(A_G);
 }
 
+/* @a pages its whole area out; e->r.info is then how many pages are out */
+static void pageout_all(struct __test_metadata *_metadata, struct eng *e, int a)
+{
+	DO(a, .op = OP_MM, .arg = MM_PAGEOUT, .first = 0, .n = NPAGES);
+	DO(a, .op = OP_INFO, .arg = INFO_SWAPPED);
+}
+
+/*
+ * MADV_PAGEOUT leaves alone the pages another process maps, as after a
+ * stock fork, where both map every page until one writes it: all the
+ * pages of a shared table are such pages, and the table is not copied to
+ * find that out.  Once the other process has exited they are the caller's
+ * alone and go out: through the owner's table, which it takes over, and
+ * through the copy that a last mapper which is not the owner makes.  (A
+ * page still in a CPU's LRU batch is not paged out: hence 9/10.)
+ */
+TEST_F_TIMEOUT(eng, pageout_leaves_shared_pages, 120)
+{
+	struct eng *e = &self->e;
+
+	if (!have_swap())
+		SKIP(return, "no swap");
+	START(&lay_default);
+	FORK(A_P, A_C, cow_flags);
+	pageout_all(_metadata, e, A_P);
+	EXPECT_EQ(0, e->r.info)
+		TH_LOG("the parent paged out %ld pages the child maps", e->r.info);
+	pageout_all(_metadata, e, A_C);
+	EXPECT_EQ(0, e->r.info)
+		TH_LOG("the child paged out %ld pages the parent maps", e->r.info);
+	CHECK_ALL();
+
+	EXIT(A_C);			/* the parent (the owner) alone */
+	pageout_all(_metadata, e, A_P);
+	EXPECT_LE(NPAGES * 9 / 10, e->r.info)
+		TH_LOG("the parent alone paged out %ld of %ld pages", e->r.info, NPAGES);
+	CHECK_ALL();
+
+	FORK(A_P, A_G, cow_flags);
+	EXIT(A_P);			/* a child (not the owner) alone */
+	pageout_all(_metadata, e, A_G);
+	EXPECT_LE(NPAGES * 9 / 10, e->r.info)
+		TH_LOG("the child alone paged out %ld of %ld pages", e->r.info, NPAGES);
+	WRITE_ALL(A_G);
+}
+
 /* ------------------------------------------------------------------ */
 /* KSM                                                                  */
 
