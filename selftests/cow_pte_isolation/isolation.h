@@ -108,7 +108,8 @@ extern const char *const mm_name[];
 enum gup_method { GUP_VM, GUP_MEM, GUP_PTRACE };
 extern const char *const gup_name[];
 
-enum info { INFO_THP, INFO_SWAPPED, INFO_KSM };
+/* INFO_REFERENCED: smaps_rollup Referenced, kB (the whole process) */
+enum info { INFO_THP, INFO_SWAPPED, INFO_KSM, INFO_REFERENCED };
 
 struct cmd {
 	ACTOR_CMD_HEAD;	/* op; OP_FORK: child (the new actor), clone3 flags */

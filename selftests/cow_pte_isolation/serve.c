@@ -792,6 +792,9 @@ static void do_info(const struct cmd *c, struct reply *r)
 		r->info = read_text("/proc/self/ksm_merging_pages", buf,
 				    sizeof(buf)) > 0 ? strtol(buf, NULL, 10) : -1;
 		break;
+	case INFO_REFERENCED:
+		r->info = file_kb("/proc/self/smaps_rollup", "Referenced");
+		break;
 	}
 }
 

@@ -1138,6 +1138,51 @@ TEST_F_TIMEOUT(eng, pageout_leaves_shared_pages, 120)
 	WRITE_ALL(A_G);
 }
 
+/* @a's smaps_rollup Referenced (kB) fall by *@drop at MADV_COLD of its area */
+static void cold_all(struct __test_metadata *_metadata, struct eng *e, int a,
+		     long *drop)
+{
+	DO(a, .op = OP_INFO, .arg = INFO_REFERENCED);
+	*drop = e->r.info;
+	DO(a, .op = OP_MM, .arg = MM_COLD, .first = 0, .n = NPAGES);
+	DO(a, .op = OP_INFO, .arg = INFO_REFERENCED);
+	*drop -= e->r.info;
+}
+
+/*
+ * MADV_COLD, like MADV_PAGEOUT, leaves alone the pages another process
+ * maps (their accessed bits stay set) and ages the pages of a process
+ * left alone, whose tables were shared: the owner's, taken over, and a
+ * last mapper's that is not the owner, copied.  The area is read (by the
+ * checks) just before each MADV_COLD, so all of it is referenced then.
+ */
+TEST_F_TIMEOUT(eng, cold_leaves_shared_pages, 120)
+{
+	struct eng *e = &self->e;
+	long area_kb, drop;
+
+	START(&lay_default);
+	area_kb = NPAGES * (PG / 1024);
+	FORK(A_P, A_C, cow_flags);
+	cold_all(_metadata, e, A_P, &drop);
+	EXPECT_GT(area_kb / 10, drop)
+		TH_LOG("the parent aged %ld kB the child maps", drop);
+	CHECK_ALL();
+
+	EXIT(A_C);			/* the parent (the owner) alone */
+	cold_all(_metadata, e, A_P, &drop);
+	EXPECT_LE(area_kb * 9 / 10, drop)
+		TH_LOG("the parent alone aged %ld of %ld kB", drop, area_kb);
+	CHECK_ALL();
+
+	FORK(A_P, A_G, cow_flags);
+	EXIT(A_P);			/* a child (not the owner) alone */
+	cold_all(_metadata, e, A_G, &drop);
+	EXPECT_LE(area_kb * 9 / 10, drop)
+		TH_LOG("the child alone aged %ld of %ld kB", drop, area_kb);
+	WRITE_ALL(A_G);
+}
+
 /* ------------------------------------------------------------------ */
 /* KSM                                                                  */
 
