@@ -54,7 +54,7 @@ VMRUN = $(TOOLS)/vm-run --accel $(ACCEL) --mem $(VM_MEM) --smp $(VM_SMP)
 .PHONY: all help deps source kernel kernel-bench kernel-stock tools selftests \
 	test soak vm bench bench-stock bench-icount check check-latest export-series \
 	bisect-check publish-results clean distclean deps-deb deb deb-tools \
-	deb-test test-boots deps-deb-install deb-install-test
+	deb-test test-boots deps-deb-install deb-install-test xen
 
 all: test
 
@@ -72,6 +72,7 @@ help:
 	@echo "  make tools         build tools/*.c (cowpt-run) into build/bin"
 	@echo "  make soak SOAK=S   cow_pte_fuzz and cow_pte_torture for S seconds in cow_pte=always (default 1800)"
 	@echo "  make vm            interactive shell in the debug kernel"
+	@echo "  make xen           fetch Debian's Xen hypervisor for the xen-pv boot of make test (build/xen)"
 	@echo "  make export-series regenerate kernel-patches/ from build/linux commits"
 	@echo "  make bisect-check  build the debug kernel at every patch of the series (FROM=N: from patch N)"
 	@echo "  make deb           Debian packages of the kernel (Debian's config, FLAVOUR=cloud-amd64|amd64) and of cowpt-tools"
@@ -79,7 +80,7 @@ help:
 	@echo "  make deb-test      make test's boots in the packaged kernel (DEB=FILE: which package)"
 	@echo "  make deb-install-test  follow Documentation/install.md in a Debian 12 VM (as root; long)"
 	@echo "  make publish-results  copy build/results (make bench*) into the tracked results/"
-	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=3 ONLY=regex APPEND=... MODES='opt-in always'"
+	@echo "Variables: ACCEL=tcg|kvm|auto VM_MEM=4G VM_SMP=3 ONLY=regex APPEND=... MODES='opt-in always xen-pv'"
 
 # ---------------------------------------------------------------- packages
 deps:
@@ -142,12 +143,16 @@ endef
 selftests: kernel tools
 	$(call build_selftests,$(KDEBUG)/usr/include)
 
-# Two boots of the debug kernel: the default mode (opt-in), then
-# cow_pte=always, in which every fork of every test shares PTE tables.
-# The modes column of selftests/tests.list says which boots run a program
-# (tools/test-list writes each boot's list).  MODES=opt-in or
-# MODES=always runs one boot only.
-MODES ?= opt-in always
+# Three boots of the debug kernel: the default mode (opt-in); then
+# cow_pte=always, in which every fork of every test shares PTE tables; then
+# xen-pv, the kernel as the PV dom0 of a Xen hypervisor (make xen) with
+# cow_pte=always on its command line, where it must share nothing.  The
+# modes column of selftests/tests.list says which boots run a program
+# (tools/test-list writes each boot's list).  MODES=opt-in (or always,
+# xen-pv) runs one boot only.
+MODES ?= opt-in always xen-pv
+# Debian's Xen, unpacked (tools/fetch-xen), for the xen-pv boot
+XEN := $(BUILD)/xen/xen
 # the kernel the tests boot, and the directories their runs go to
 # (build/TEST_RUN-MODE); make deb-test sets them for the packaged kernel
 TEST_KERNEL ?= $(KDEBUG)/arch/x86/boot/bzImage
@@ -157,18 +162,22 @@ TEST_RUN ?= test-run
 test: selftests
 	@$(MAKE) --no-print-directory test-boots
 
-# the boots of make test, without building anything
-test-boots:
+# the boots of make test, without building anything but make xen
+test-boots: $(if $(filter xen-pv,$(MODES)),$(XEN))
 	@set -e; for mode in $(MODES); do \
 		$(TOOLS)/test-list $$mode >$(BUILD)/tests-$$mode.list || \
-			{ echo "test: no test list for mode $$mode (opt-in, always)" >&2; exit 2; }; \
+			{ echo "test: no test list for mode $$mode (opt-in, always, xen-pv)" >&2; exit 2; }; \
 	done
 	@set -e; for mode in $(MODES); do \
 		list=$(BUILD)/tests-$$mode.list; \
-		echo "test: booting $(patsubst $(TOP)/%,%,$(TEST_KERNEL)) with cow_pte=$$mode ($(ACCEL), $(VM_SMP) vCPUs, $(VM_MEM))"; \
+		case $$mode in \
+		xen-pv) cow=always; xen="--xen $(XEN)"; how="as a Xen PV dom0 with cow_pte=always" ;; \
+		*) cow=$$mode; xen=; how="with cow_pte=$$mode" ;; \
+		esac; \
+		echo "test: booting $(patsubst $(TOP)/%,%,$(TEST_KERNEL)) $$how ($(ACCEL), $(VM_SMP) vCPUs, $(VM_MEM))"; \
 		$(VMRUN) --out $(BUILD)/$(TEST_RUN)-$$mode --timeout $(TEST_TIMEOUT) \
-			--kernel $(TEST_KERNEL) $(if $(TEST_INITRD),--initrd $(TEST_INITRD)) \
-			--append "cow_pte=$$mode $(APPEND)" \
+			--kernel $(TEST_KERNEL) $(if $(TEST_INITRD),--initrd $(TEST_INITRD)) $$xen \
+			--append "cow_pte=$$cow $(APPEND)" \
 			$(if $(COWPT_INJECT_FAILURE),--env COWPT_INJECT_FAILURE=$(COWPT_INJECT_FAILURE)) \
 			--no-scan -- $(TOOLS)/guest-tests --list $$list --label $$mode \
 			--st $(ST_OUT) --mm $(MM_OUT) --only '$(ONLY)' || true; \
@@ -283,7 +292,7 @@ publish-results:
 # check-series ends with the check-latest line, which never fails it: the
 # pinned source is what must pass; the newest one is news.
 check:
-	@for mode in opt-in always; do \
+	@for mode in opt-in always xen-pv; do \
 		$(TOOLS)/test-list $$mode >/dev/null || exit 1; \
 	done
 	@$(TOOLS)/check-series
@@ -297,6 +306,10 @@ export-series:
 bisect-check: source
 	@$(TOOLS)/check-series --build $(if $(FROM),--from $(FROM))
 
+xen: $(XEN)
+$(XEN):
+	@$(TOOLS)/fetch-xen $(BUILD)/xen
+
 # ---------------------------------------------------------------- packages
 deb: deps-deb source tools
 	@$(TOOLS)/make-deb $(if $(FLAVOUR),--flavour $(FLAVOUR)) $(if $(DEB_DEBUG_INFO),--debug-info)
@@ -309,12 +322,14 @@ deb-tools: deps-deb tools
 
 # The tests of make test in the packaged kernel (DEB=FILE, default the newest
 # in build/deb/), built against the uapi headers of its linux-libc-dev and
-# booted through an initramfs that loads its 9p modules.  Long, and not part
-# of make test.
+# booted through an initramfs that loads its 9p modules; not the xen-pv boot
+# (Debian's cloud kernel has no dom0 support).  Long, and not part of make
+# test.
 deb-test: source tools
 	@$(TOOLS)/deb-test-prepare $(DEB)
 	$(call build_selftests,$(BUILD)/deb-test/usr/include)
 	@$(MAKE) --no-print-directory test-boots TEST_KERNEL=$(BUILD)/deb-test/vmlinuz \
+		MODES='$(filter-out xen-pv,$(MODES))' \
 		TEST_INITRD=$(BUILD)/deb-test/initrd.gz TEST_RUN=deb-test-run \
 		APPEND="cowpt_modules=$(BUILD)/deb-test/root/lib/modules $(APPEND)"
 
