@@ -323,15 +323,17 @@ deb-tools: deps-deb tools
 # The tests of make test in the packaged kernel (DEB=FILE, default the newest
 # in build/deb/), built against the uapi headers of its linux-libc-dev and
 # booted through an initramfs that loads its 9p modules; not the xen-pv boot
-# (Debian's cloud kernel has no dom0 support).  Long, and not part of make
-# test.
+# (Debian's cloud kernel has no dom0 support).  THP is set to madvise, the
+# test kernels' default: Debian's is always, which backs the tests' regions
+# with huge pages, so forks have no PTE tables to share there.  Long, and
+# not part of make test.
 deb-test: source tools
 	@$(TOOLS)/deb-test-prepare $(DEB)
 	$(call build_selftests,$(BUILD)/deb-test/usr/include)
 	@$(MAKE) --no-print-directory test-boots TEST_KERNEL=$(BUILD)/deb-test/vmlinuz \
 		MODES='$(filter-out xen-pv,$(MODES))' \
 		TEST_INITRD=$(BUILD)/deb-test/initrd.gz TEST_RUN=deb-test-run \
-		APPEND="cowpt_modules=$(BUILD)/deb-test/root/lib/modules $(APPEND)"
+		APPEND="cowpt_modules=$(BUILD)/deb-test/root/lib/modules transparent_hugepage=madvise $(APPEND)"
 
 # Documentation/install.md followed in a Debian 12 VM that boots through
 # GRUB (an image made with debootstrap, as root), with the packages of
