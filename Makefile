@@ -158,6 +158,8 @@ XEN := $(BUILD)/xen/xen
 TEST_KERNEL ?= $(KDEBUG)/arch/x86/boot/bzImage
 TEST_INITRD ?=
 TEST_RUN ?= test-run
+# which lines of tests.list run: debug (the test kernels) or package
+TEST_KIND ?= debug
 
 test: selftests
 	@$(MAKE) --no-print-directory test-boots
@@ -165,7 +167,7 @@ test: selftests
 # the boots of make test, without building anything but make xen
 test-boots: $(if $(filter xen-pv,$(MODES)),$(XEN))
 	@set -e; for mode in $(MODES); do \
-		$(TOOLS)/test-list $$mode >$(BUILD)/tests-$$mode.list || \
+		$(TOOLS)/test-list --kernel $(TEST_KIND) $$mode >$(BUILD)/tests-$$mode.list || \
 			{ echo "test: no test list for mode $$mode (opt-in, always, xen-pv)" >&2; exit 2; }; \
 	done
 	@set -e; for mode in $(MODES); do \
@@ -293,7 +295,9 @@ publish-results:
 # pinned source is what must pass; the newest one is news.
 check:
 	@for mode in opt-in always xen-pv; do \
-		$(TOOLS)/test-list $$mode >/dev/null || exit 1; \
+		for kind in debug package; do \
+			$(TOOLS)/test-list --kernel $$kind $$mode >/dev/null || exit 1; \
+		done; \
 	done
 	@$(TOOLS)/check-series
 
@@ -332,7 +336,7 @@ deb-test: source tools
 	$(call build_selftests,$(BUILD)/deb-test/usr/include)
 	@$(MAKE) --no-print-directory test-boots TEST_KERNEL=$(BUILD)/deb-test/vmlinuz \
 		MODES='$(filter-out xen-pv,$(MODES))' \
-		TEST_INITRD=$(BUILD)/deb-test/initrd.gz TEST_RUN=deb-test-run \
+		TEST_INITRD=$(BUILD)/deb-test/initrd.gz TEST_RUN=deb-test-run TEST_KIND=package \
 		APPEND="cowpt_modules=$(BUILD)/deb-test/root/lib/modules transparent_hugepage=madvise $(APPEND)"
 
 # Documentation/install.md followed in a Debian 12 VM that boots through
