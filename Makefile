@@ -240,6 +240,7 @@ bench: kernel-bench tools
 	@$(TOP)/benchmarks/summary.sh $(RESULTS)
 	@echo "bench: build/results/summary.md, *.csv, *.png (make publish-results to keep them)"
 	@grep -h '^fork [0-9]* MiB: ' $(BENCH_OUT)/results/forkbench-[0-9]*.log | sort -n -k2
+	@grep -h '^mremap relocate: ' $(BENCH_OUT)/results/mremapbench.log 2>/dev/null || true
 
 # The unpatched kernel (same source, bench config), plain fork only, for the
 # no-regression comparison in results/summary.md; run before or after

@@ -28,6 +28,9 @@ Run the cowpt benchmark suite in this (guest) kernel and write into OUT:
                       the child and by the parent, plain and cow
   redis-bgsave.csv    Redis BGSAVE latest_fork_usec and request latency
                       during the save, plain and under cowpt-run
+  mremapbench.csv     mremap relocation (vm.mremap_relocate_anon) off and
+                      on: VMAs and time of buffers grown by moving, and the
+                      cost per page of relocation against a plain move
   kvsnap.csv          kvsnap (the io_uring key-value server of this
                       directory): snapshot fork latency and request latency
                       during snapshots, plain and cow
@@ -49,7 +52,7 @@ Run the cowpt benchmark suite in this (guest) kernel and write into OUT:
                   GiB
   --sizes LIST  forkbench sizes instead of the mode's
   --reps N      repetitions per measurement (default: quick 5, full 7)
-  --skip LIST   leave out some of: fork,thp,touch,redis,kvsnap
+  --skip LIST   leave out some of: fork,thp,touch,redis,kvsnap,mremap
   --stock       this is the unpatched kernel: run only plain fork, the
                 forkbench sizes and the THP control (forkbench-stock.csv,
                 forkbench-stock-thp.csv), to compare with the plain forks
@@ -96,7 +99,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$out" ] || out=${COWPT_OUT:+$COWPT_OUT/results}
 [ -n "$bin" ] && [ -n "$out" ] || bad_arg "--bin and --out are required"
-for p in forkbench touchbench kvsnap; do
+for p in forkbench touchbench kvsnap mremapbench; do
 	[ -x "$bin/$p" ] || bad_arg "no $bin/$p (make bench builds it)"
 done
 [[ $reps =~ ^([1-9][0-9]{0,3})?$ ]] || bad_arg "bad --reps '$reps'"
@@ -104,9 +107,9 @@ done
 [[ $thp_sizes_arg =~ ^([0-9]+(,[0-9]+)*)?$ ]] || bad_arg "bad --thp-sizes '$thp_sizes_arg'"
 [[ $plain_tag =~ ^[A-Za-z0-9-]*$ ]] || bad_arg "bad --plain-only '$plain_tag': letters, digits and '-'"
 [ $stock = 0 ] || [ -z "$plain_tag" ] || bad_arg "--stock and --plain-only exclude each other"
-names='(fork|thp|touch|redis|kvsnap)'
+names='(fork|thp|touch|redis|kvsnap|mremap)'
 [[ $skip =~ ^($names(,$names)*)?$ ]] ||
-	bad_arg "bad --skip '$skip': want a list of fork,thp,touch,redis,kvsnap"
+	bad_arg "bad --skip '$skip': want a list of fork,thp,touch,redis,kvsnap,mremap"
 
 # Memory a forkbench size may use: the region plus the child's copy of the
 # page tables (2 MiB per GiB) must leave room for the rest of the guest.
@@ -116,7 +119,7 @@ quick)
 	: "${sizes:=64,256,1024,2048}"
 	: "${reps:=5}"
 	thp_sizes=1024 touch_sizes=1024 redis_sizes=1024 redis_reps=3
-	kv_sizes=1024 ;;
+	kv_sizes=1024 mremap_args='--buffers 100 --rounds 100' ;;
 full)
 	if [ -z "$sizes" ]; then
 		sizes=64
@@ -126,7 +129,8 @@ full)
 	fi
 	: "${reps:=7}"
 	thp_sizes=1024,4096 touch_sizes=256,1024 redis_sizes=1024,2048,4096
-	redis_reps=3 kv_sizes=1024,4096 ;;
+	redis_reps=3 kv_sizes=1024,4096
+	mremap_args='--buffers 1000 --rounds 20 --cost-sizes 64,1024,16384,65536' ;;
 *) bad_arg "bad --mode '$mode': want quick or full" ;;
 esac
 [ -z "$thp_sizes_arg" ] || thp_sizes=$thp_sizes_arg
@@ -159,7 +163,7 @@ progress() {
 perf_events=task-clock,page-faults,context-switches,cpu-migrations
 # What of a benchmark's output is shown while it runs: its result lines,
 # and the per-run lines of the long ones (Redis calibration and runs).
-progress_re='^(fork|touch|redis|kvsnap) |^# calibration |^[0-9]+ MiB [a-z]+ rep [0-9]+:'
+progress_re='^(fork|touch|redis|kvsnap|grow|cost|mremap) |^# calibration |^[0-9]+ MiB [a-z]+ rep [0-9]+:'
 # run NAME CMD...: CMD under perf stat, its output in OUT/NAME.log and its
 # progress lines on stderr as they come
 run() {
@@ -206,7 +210,7 @@ if [ -n "$plain_tag" ]; then
 		bad_arg "--plain-only: cow_pte_mode is always, plain forks would share"
 	fi
 	fb_modes=plain tag=-$plain_tag
-	skip=${skip:+$skip,}touch,redis,kvsnap
+	skip=${skip:+$skip,}touch,redis,kvsnap,mremap
 fi
 
 skipped fork || nsteps=$((nsteps + $(echo "${sizes//,/ }" | wc -w)))
@@ -214,6 +218,7 @@ skipped thp || nsteps=$((nsteps + $(echo "${thp_sizes//,/ }" | wc -w)))
 skipped touch || nsteps=$((nsteps + $(echo "${touch_sizes//,/ }" | wc -w)))
 skipped redis || nsteps=$((nsteps + 1))
 skipped kvsnap || nsteps=$((nsteps + 2 * $(echo "${kv_sizes//,/ }" | wc -w)))
+skipped mremap || nsteps=$((nsteps + 1))
 
 "$here/sysinfo.sh" >"$out/guest-info$tag.txt"
 echo "bench_mode: $mode" >>"$out/guest-info$tag.txt"
@@ -264,6 +269,12 @@ if ! skipped kvsnap; then
 	done
 	merge_csv "$(for s in ${kv_sizes//,/ }; do printf '%s ' "$out/kvsnap-$s-plain.csv" "$out/kvsnap-$s-cow.csv"; done)" \
 		"$out/kvsnap.csv"
+fi
+
+if ! skipped mremap; then
+	progress "mremapbench: buffers grown by moving, relocation off and on ($mremap_args)"
+	# shellcheck disable=SC2086 # the mode's options, split on purpose
+	run mremapbench "$bin/mremapbench" $mremap_args --csv "$out/mremapbench.csv"
 fi
 
 grep '^cow_pte' /proc/vmstat >"$out/vmstat-after.txt" || true

@@ -249,8 +249,9 @@ plot_fork
 plot_touch
 plot_redis
 plot_kvsnap
-if [ $found = 0 ]; then
-	echo "$prog: no forkbench.csv, touchbench.csv, redis-bgsave.csv or kvsnap.csv in $results" >&2
+# mremapbench.csv has no plot: its numbers are in summary.md
+if [ $found = 0 ] && [ ! -f "$results/mremapbench.csv" ]; then
+	echo "$prog: no forkbench.csv, touchbench.csv, redis-bgsave.csv, kvsnap.csv or mremapbench.csv in $results" >&2
 	exit 1
 fi
 exit $failed

@@ -248,6 +248,11 @@ trap 'rm -f "$tmp_info" "$results/summary.md.tmp"' EXIT
 		"plain fork=plain:1;cow fork=cow:1;plain/cow=ratio:plain:1:cow:1;plain p99 during=plain:3;cow p99 during=cow:3;plain max during=plain:4;cow max during=cow:4;plain p99 outside=plain:5;cow p99 outside=cow:5;plain snapshot ms=plain:2;cow snapshot ms=cow:2;cow cow_pte_shared=cow:6" \
 		1 mib mode fork_median_us snap_median_ms during_p99_us during_max_us outside_p99_us cow_pte_shared \
 		-- kvsnap-fork.png kvsnap-latency.png
+	section "mremap relocation (mremapbench)" mremapbench.csv \
+		"grow: buffers of faulted memory grown by moving each into a fresh area, one page larger per round (size: at the start); VMAs of the process at the end and at most, beyond those before; time in mremap() per moved MiB. cost: a region moved back and forth between places nothing merges with, every move relocated (mode 2) or none; ns per page per move. off = vm.mremap_relocate_anon 0, on = 1 (grow) or 2 (cost), same boot." \
+		2 1 "test;size (KiB)" \
+		"VMAs off=off:1;VMAs on=on:1;max off=off:2;max on=on:2;ms/MiB off=off:4;ms/MiB on=on:4;on/off=ratio:on:4:off:4;ns/page off=off:5;ns/page on=on:5;on/off ns=ratio:on:5:off:5" \
+		1 test size_kib relocation vmas_end vmas_max ms ms_per_mib ns_per_page
 } >"$results/summary.md.tmp"
 if [ $found = 0 ]; then
 	echo "$prog: no forkbench.csv, touchbench.csv or redis-bgsave.csv in $results" >&2

@@ -98,6 +98,7 @@ extern struct opt {
 	const char *replay;
 	const char *repro;
 	double reduce_time;
+	int relocate;		/* vm.mremap_relocate_anon to set, or -1 */
 } opt;
 
 /* What the running kernel and our privileges allow. */
@@ -217,6 +218,11 @@ static inline bool kind_file(int k)
 enum {
 	RF_DONTFORK = 1, RF_WIPE = 2, RF_LOCKED = 4, RF_ONFAULT = 8,
 	RF_UFFD = 16,
+	/*
+	 * private anonymous, mapped since its worker last forked: no forked
+	 * process reaches its anon_vma, so mremap may relocate it
+	 */
+	RF_FRESH = 32,
 };
 
 /* What a private page holds (shared pages always show their object). */
@@ -292,6 +298,7 @@ struct splice {
 #define ONE_REGION	0x080	/* inside one region */
 #define HOLES_OK	0x100	/* need not be mapped */
 #define NO_LOCKED	0x200	/* no mlocked region */
+#define NEED_FRESH	0x400	/* RF_FRESH regions only */
 
 extern struct worker **wk;
 extern int nwk;			/* slots used in wk[] */
@@ -451,6 +458,9 @@ void run_mremap_move(const struct op *op);
 bool gen_mremap_dontunmap(struct op *op);
 bool valid_mremap_dontunmap(const struct op *op);
 void run_mremap_dontunmap(const struct op *op);
+bool gen_mremap_beside(struct op *op);
+bool valid_mremap_beside(const struct op *op);
+void run_mremap_beside(const struct op *op);
 bool gen_mprotect(struct op *op);
 bool valid_mprotect(const struct op *op);
 void run_mprotect(const struct op *op);
@@ -495,7 +505,8 @@ void worker_drop_model(struct worker *w);
 
 enum op_type {
 	OP_WRITE, OP_READ, OP_MMAP, OP_MUNMAP, OP_MREMAP_GROW,
-	OP_MREMAP_SHRINK, OP_MREMAP_MOVE, OP_MREMAP_DONTUNMAP, OP_MPROTECT,
+	OP_MREMAP_SHRINK, OP_MREMAP_MOVE, OP_MREMAP_DONTUNMAP, OP_MREMAP_BESIDE,
+	OP_MPROTECT,
 	OP_MADVISE, OP_MLOCK, OP_MUNLOCK, OP_GUP_WRITE, OP_GUP_READ,
 	OP_FILE_WRITE, OP_FILE_READ, OP_URING_REG, OP_URING_READ,
 	OP_URING_UNREG, OP_UFFD_REG, OP_UFFD_FILL, OP_UFFD_UNREG, OP_FORK,
@@ -535,6 +546,7 @@ extern struct stats {
 	int failures;
 	double start;
 	long vm[NR_COW_PTE_COUNTERS];
+	long relocated;		/* mremap_relocate at the start, or -1 */
 } stats;
 
 #endif /* COW_PTE_FUZZ_H */

@@ -55,10 +55,16 @@ struct opt opt = {
 	.check_every = 64,
 	.repro = "./cow_pte_fuzz.repro",
 	.reduce_time = 120,
+	.relocate = -1,
 };
 
 struct have have;
 struct failure failure;
+
+#define RELOCATE_PATH	"/proc/sys/vm/mremap_relocate_anon"
+
+/* vm.mremap_relocate_anon before --relocate changed it, or "" */
+static char relocate_saved[16];
 
 static long cur_op = -1;	/* index of the operation being executed */
 bool generating;		/* the generation-only limits apply */
@@ -648,6 +654,24 @@ static void detect(void)
 			die("clone3(CLONE_COW_PTE) failed (%s, exit code %d); run with --cow off",
 			    ret < 256 ? errname(ret) : "?", ret);
 	}
+	if (opt.relocate >= 0) {
+		char val[4];
+
+		ret = read_text(RELOCATE_PATH, relocate_saved,
+				sizeof(relocate_saved));
+		if (ret < 0) {
+			relocate_saved[0] = '\0';
+			die("--relocate: %s: %s (a kernel without mremap relocation?)",
+			    RELOCATE_PATH, strerror(-ret));
+		}
+		snprintf(val, sizeof(val), "%d", opt.relocate);
+		ret = write_text(RELOCATE_PATH, val);
+		if (ret) {
+			relocate_saved[0] = '\0';
+			die("--relocate: cannot write %s: %s", RELOCATE_PATH,
+			    strerror(-ret));
+		}
+	}
 }
 
 static void cleanup(void)
@@ -662,6 +686,8 @@ static void cleanup(void)
 		rmdir(tmpdir);
 	}
 	memcg_teardown();	/* after tree_stop(): no worker is left in it */
+	if (relocate_saved[0])
+		write_text(RELOCATE_PATH, relocate_saved);
 }
 
 static void on_signal(int sig)
@@ -693,6 +719,8 @@ static void usage(FILE *f)
 "                    (default ./cow_pte_fuzz.repro)\n"
 "  --reduce-time S   time budget of the replay and reduction of a failure\n"
 "                    (default 120; 0: no replay, no reduction)\n"
+"  --relocate 0|1|2  set vm.mremap_relocate_anon for the run (restored at\n"
+"                    exit; 2: every eligible move relocates)\n"
 "  --help            this text\n", MAX_PROCS);
 }
 
@@ -733,6 +761,7 @@ static void parse_options(int argc, char **argv)
 		{ "replay", required_argument, NULL, 'r' },
 		{ "repro-file", required_argument, NULL, 'f' },
 		{ "reduce-time", required_argument, NULL, 'R' },
+		{ "relocate", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -782,6 +811,9 @@ static void parse_options(int argc, char **argv)
 			break;
 		case 'R':
 			opt.reduce_time = num_arg("reduce-time", optarg, 0, 1e9);
+			break;
+		case 'L':
+			opt.relocate = num_arg("relocate", optarg, 0, 2);
 			break;
 		case 'h':
 			usage(stdout);
@@ -841,6 +873,10 @@ static void summary(void)
 		printf(", shared %ld, breaks %ld, drops %ld, adopts %ld",
 		       shared, breaks, drops, adopts);
 	}
+	/* moves that gave pages new indexes (the mremap-beside operation) */
+	if (stats.relocated >= 0)
+		printf(", relocated %ld",
+		       vmstat_get("mremap_relocate") - stats.relocated);
 	printf("\n");
 }
 
@@ -888,6 +924,7 @@ int main(int argc, char **argv)
 		       cow_names[opt.cow]);
 	klog_open();
 	vm_snap(stats.vm);
+	stats.relocated = vmstat_get("mremap_relocate");
 	stats.start = now();
 	if (opt.replay)
 		replay_file(replay, nreplay);

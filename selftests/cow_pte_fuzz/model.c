@@ -300,6 +300,8 @@ struct region *map_region(struct worker *w, const struct region *nr)
 
 	reg_unmap(w, nr->s, nr->e);
 	r = reg_add(w, nr);
+	if (r->kind == K_ANON)
+		r->fl |= RF_FRESH;
 	pages_init(w, r, r->s, r->e);
 	return r;
 }
@@ -315,7 +317,7 @@ void model_fork(const struct worker *p, struct worker *c)
 
 		if (r.fl & RF_DONTFORK)
 			continue;
-		r.fl &= ~(RF_LOCKED | RF_ONFAULT | RF_UFFD);
+		r.fl &= ~(RF_LOCKED | RF_ONFAULT | RF_UFFD | RF_FRESH);
 		for (uint64_t pg = r.s; pg < r.e; pg++) {
 			if (r.kind == K_ANON && ((r.fl & RF_WIPE) ||
 						 c->st[pg] == ST_MISSING)) {
@@ -385,6 +387,8 @@ bool region_ok(const struct region *r, unsigned int need)
 	if ((need & ONLY_UFFD) && !(r->fl & RF_UFFD))
 		return false;
 	if ((need & NO_LOCKED) && (r->fl & RF_LOCKED))
+		return false;
+	if ((need & NEED_FRESH) && !(r->fl & RF_FRESH))
 		return false;
 	return true;
 }

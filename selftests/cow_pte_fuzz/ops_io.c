@@ -763,6 +763,9 @@ static void run_fork(const struct op *op)
 	}
 	child = worker_new(op->t, co_rep.ret, sv[0], op->w);
 	model_fork(wk[op->w], child);
+	/* the child now reaches every anon_vma of its parent */
+	for (int i = 0; i < wk[op->w]->nreg; i++)
+		wk[op->w]->reg[i].fl &= ~RF_FRESH;
 	rc = co_recv(child->chan, &co_rep);
 	if (rc)
 		worker_lost(op->t, "its first steps", rc);
@@ -928,6 +931,8 @@ const struct op_desc op_tab[NR_OPS] = {
 			       mremap_move),
 	[OP_MREMAP_DONTUNMAP] = OPD("mremap-dontunmap", 2, RANGE | FB(TO),
 				    mremap_dontunmap),
+	[OP_MREMAP_BESIDE] = OPD("mremap-beside", 4, RANGE | FB(TO) | FB(NEWLEN),
+				 mremap_beside),
 	[OP_MPROTECT] = OPD("mprotect", 5, RANGE | FB(PROT), mprotect),
 	[OP_MADVISE] = OPDH("madvise", 14, RANGE | FB(HOW), adv_names,
 			    madvise),

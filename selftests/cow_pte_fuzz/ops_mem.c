@@ -608,6 +608,58 @@ void run_mremap_dontunmap(const struct op *op)
 	run_move(op, op->len, true);
 }
 
+/*
+ * mremap() of part of a region to right beside the rest of it, maybe
+ * growing.  For private anonymous memory the two pieces share an
+ * anon_vma, so the kernel may give the moved part's pages new indexes to
+ * merge it there (vm.mremap_relocate_anon).  Whatever it does, every page
+ * must read the same afterwards, and the rmap must still find them
+ * (reclaim, move-pages, pageout-remote).
+ */
+bool gen_mremap_beside(struct op *op)
+{
+	const struct region *r;
+	struct worker *w;
+	uint64_t s, e, n, to;
+
+	op->w = pick_live();
+	w = wk[op->w];
+	/* mostly memory no forked process reaches, which may relocate */
+	if ((!chance(70) ||
+	     !pick_span(w, MREMAP_NEED | NEED_FRESH, 4 * PMD_PAGES, &s, &e)) &&
+	    !pick_span(w, MREMAP_NEED, 4 * PMD_PAGES, &s, &e))
+		return false;
+	r = reg_at(w, s);
+	n = e - s;
+	if (e < r->e && (s == r->s || chance(50)))
+		to = r->e;		/* after the rest */
+	else if (s > r->s && r->s >= n)
+		to = r->s - n;		/* before it */
+	else
+		return false;
+	if (to == r->e && r->kind != K_SHANON && chance(30))
+		n += gen_npages(PMD_PAGES);
+	if (kind_file(r->kind) && r->pgoff + (s - r->s) + n > FILE_PAGES)
+		n = e - s;	/* the file ends there */
+	if (!in_arena(pg_addr(to), n * PG) || !range_free(w, to, to + n) ||
+	    overlaps(to, to + n, w->ur_s, w->ur_e))
+		return false;
+	set_range(op, s, e);
+	op->to = pg_addr(to);
+	op->newlen = n * PG;
+	return true;
+}
+
+bool valid_mremap_beside(const struct op *op)
+{
+	return valid_move(op, false);
+}
+
+void run_mremap_beside(const struct op *op)
+{
+	run_move(op, op->newlen, false);
+}
+
 bool gen_mprotect(struct op *op)
 {
 	if (!gen_span(op, NO_UFFD, 4 * PMD_PAGES))
