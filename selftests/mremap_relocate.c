@@ -524,6 +524,43 @@ TEST_F(reloc, swapped_out_before)
 	expect_pageout(_metadata, e->dst + half, half, e->dst + half, 1);
 }
 
+/*
+ * Folios in the swap cache behind swap entries: a pipe holds a reference
+ * to 8 pages of the half that relocates (vmsplice), so reclaim unmaps
+ * them and writes them out but cannot free them.  Swap-in maps such a
+ * folio again as it is, index included: the relocation must rewrite it,
+ * or KSM's swap-in check copies the page (ksm_swpin_copy) and, without
+ * KSM, the rmap could not find the page.
+ */
+TEST_F(reloc, swapcache_folios)
+{
+	struct env *e = &self->e;
+	size_t half = NPG * PG;
+	/* the lower half, which goes second and relocates in mode 1 */
+	struct iovec iov = { .iov_base = e->src, .iov_len = 8 * PG };
+	int fds[2];
+	long copies;
+
+	if (!have_swap())
+		SKIP(return, "no swap");
+	copies = vmstat_get("ksm_swpin_copy");
+	if (copies < 0)
+		SKIP(return, "no KSM: nothing counts a stale index at swap-in");
+	ASSERT_EQ(0, fault_region(e->src, NPG));
+	ASSERT_EQ(0, pipe(fds));
+	ASSERT_EQ((ssize_t)iov.iov_len, vmsplice(fds[1], &iov, 1, 0));
+	ASSERT_EQ(0, madvise(e->src, 2 * half, MADV_PAGEOUT));
+	ASSERT_EQ((long)(2 * NPG), pagemap_pages(getpid(), e->src, 2 * half, PM_SWAP));
+	swap_and_expect(_metadata, e, NPG, true, RELOC);
+	/* nothing else was mapped: the 8 spliced folios, still cached */
+	EXPECT_EQ(8, counted(&e->c, FOLIOS));
+	/* swap_and_expect() read every page back in */
+	EXPECT_EQ(copies, vmstat_get("ksm_swpin_copy"));
+	close(fds[0]);
+	close(fds[1]);
+	expect_pageout(_metadata, e->dst + half, half, e->dst + half, 1);
+}
+
 /* mTHP: 64 KiB folios, each wholly inside the half it moves with. */
 TEST_F(reloc, mthp)
 {
