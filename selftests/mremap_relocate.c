@@ -473,30 +473,34 @@ FIXTURE_TEARDOWN(reloc)
 	env_teardown(&self->e);
 }
 
-TEST_F(reloc, pageout)
+/* How a test finds the pages at their new place: expect_pageout/migrate. */
+typedef void (*rmap_check)(struct __test_metadata *_metadata, char *p,
+			   size_t len, char *base, unsigned int gen);
+
+/* Small pages relocated by swapping halves, then @check on each half. */
+static void relocate_then(struct __test_metadata *_metadata, struct env *e,
+			  rmap_check check)
 {
-	struct env *e = &self->e;
 	size_t half = NPG * PG;
 
-	if (!have_swap())
-		SKIP(return, "no swap");
 	ASSERT_EQ(0, fault_region(e->src, NPG));
 	swap_and_expect(_metadata, e, NPG, true, RELOC);
-	expect_pageout(_metadata, e->dst, half, e->dst - half, 1);
-	expect_pageout(_metadata, e->dst + half, half, e->dst + half, 1);
+	check(_metadata, e->dst, half, e->dst - half, 1);
+	check(_metadata, e->dst + half, half, e->dst + half, 1);
+}
+
+TEST_F(reloc, pageout)
+{
+	if (!have_swap())
+		SKIP(return, "no swap");
+	relocate_then(_metadata, &self->e, expect_pageout);
 }
 
 TEST_F(reloc, migrate)
 {
-	struct env *e = &self->e;
-	size_t half = NPG * PG;
-
 	if (!two_nodes())
 		SKIP(return, "one NUMA node");
-	ASSERT_EQ(0, fault_region(e->src, NPG));
-	swap_and_expect(_metadata, e, NPG, true, RELOC);
-	expect_migrate(_metadata, e->dst, half, e->dst - half, 1);
-	expect_migrate(_metadata, e->dst + half, half, e->dst + half, 1);
+	relocate_then(_metadata, &self->e, expect_migrate);
 }
 
 /*
