@@ -240,6 +240,8 @@ bench: kernel-bench tools
 	@$(TOP)/benchmarks/summary.sh $(RESULTS)
 	@echo "bench: build/results/summary.md, *.csv, *.png (make publish-results to keep them)"
 	@grep -h '^fork [0-9]* MiB: ' $(BENCH_OUT)/results/forkbench-[0-9]*.log | sort -n -k2
+	@if [ -f $(BENCH_OUT)/results/forkbench-floor.csv ]; then \
+		$(TOP)/benchmarks/fork-floor.sh $(BENCH_OUT)/results; fi
 	@grep -h '^mremap relocate: ' $(BENCH_OUT)/results/mremapbench.log 2>/dev/null || true
 
 # The unpatched kernel (same source, bench config), plain fork only, for the

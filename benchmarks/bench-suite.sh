@@ -24,6 +24,8 @@ Run the cowpt benchmark suite in this (guest) kernel and write into OUT:
   forkbench.csv       fork latency vs touched 4 KiB memory, plain and cow
                       side by side, one forkbench process per size, then
                       the same with THP-backed memory (--thp, a control)
+  forkbench-floor.csv plain fork of a 1 MiB process: the floor a CoW fork
+                      is measured against (make bench's "fork floor" line)
   touchbench.csv      fork + touching 0..100% of the memory afterwards, by
                       the child and by the parent, plain and cow
   redis-bgsave.csv    Redis BGSAVE latest_fork_usec and request latency
@@ -213,7 +215,7 @@ if [ -n "$plain_tag" ]; then
 	skip=${skip:+$skip,}touch,redis,kvsnap,mremap
 fi
 
-skipped fork || nsteps=$((nsteps + $(echo "${sizes//,/ }" | wc -w)))
+skipped fork || nsteps=$((nsteps + 1 + $(echo "${sizes//,/ }" | wc -w)))
 skipped thp || nsteps=$((nsteps + $(echo "${thp_sizes//,/ }" | wc -w)))
 skipped touch || nsteps=$((nsteps + $(echo "${touch_sizes//,/ }" | wc -w)))
 skipped redis || nsteps=$((nsteps + 1))
@@ -232,6 +234,10 @@ if ! skipped fork; then
 	done
 	merge_csv "$(for s in ${sizes//,/ }; do printf '%s ' "$out/forkbench$tag-$s.csv"; done)" \
 		"$out/forkbench$tag.csv"
+	# the floor a CoW fork is held to: a plain fork of a 1 MiB process
+	progress "forkbench$tag floor: plain fork of 1 MiB, $reps reps"
+	run "forkbench$tag-floor" "$bin/forkbench" --modes plain --sizes 1 \
+		--reps "$reps" --csv "$out/forkbench$tag-floor.csv"
 fi
 if ! skipped thp; then
 	for s in ${thp_sizes//,/ }; do
