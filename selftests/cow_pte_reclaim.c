@@ -50,85 +50,7 @@
 #include "cow_pte_util.h"
 
 #define MiB		(1UL << 20)
-#define CG_ROOT		"/sys/fs/cgroup"
 #define COW_WARNING	"cow_pte: shared PTE table"
-
-/* ---------------------------------------------------------------- cgroups */
-
-/* A new memory cgroup under the cgroup2 root, mounted if need be. */
-static int cg_create(char *dir, size_t len, const char *name)
-{
-	static int seq;
-	struct statfs sf;
-
-	if (statfs(CG_ROOT, &sf) || sf.f_type != CGROUP2_SUPER_MAGIC)
-		if (mount("none", CG_ROOT, "cgroup2", 0, NULL))
-			return -1;
-	/* EBUSY-free when already enabled; fails only without memcg */
-	if (write_text(CG_ROOT "/cgroup.subtree_control", "+memory") < 0)
-		return -1;
-	snprintf(dir, len, CG_ROOT "/cowpt-reclaim-%d-%d", getpid(), seq++);
-	return mkdir(dir, 0755);
-}
-
-static int cg_write(const char *dir, const char *file, const char *val)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	return write_text(path, val) < 0 ? -1 : 0;
-}
-
-/* A "key value" line of a cgroup file (memory.events), or -1. */
-static long cg_key(const char *dir, const char *file, const char *key)
-{
-	char path[256], buf[4096];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	if (read_text(path, buf, sizeof(buf)) < 0)
-		return -1;
-	return line_value(buf, key, ' ');
-}
-
-static int cg_enter(const char *dir)
-{
-	return cg_write(dir, "cgroup.procs", "0");
-}
-
-/* rmdir once the last process has left (exits are asynchronous). */
-static void cg_remove(const char *dir)
-{
-	for (int i = 0; i < 100 && rmdir(dir) && errno == EBUSY; i++)
-		usleep(50000);
-}
-
-/*
- * "Bad rss-counter" reports since @before, once the mms of exited processes
- * have been freed: an idle CPU in lazy TLB mode keeps the last mm it ran
- * until it runs something else, so run on every CPU first.
- */
-static int new_bad_rss(int before)
-{
-	cpu_set_t all, one;
-
-	if (!sched_getaffinity(0, sizeof(all), &all)) {
-		for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-			if (!CPU_ISSET(cpu, &all))
-				continue;
-			CPU_ZERO(&one);
-			CPU_SET(cpu, &one);
-			if (!sched_setaffinity(0, sizeof(one), &one))
-				sched_yield();
-		}
-		sched_setaffinity(0, sizeof(all), &all);
-	}
-	for (int i = 0; i < 20; i++) {
-		if (bad_rss_reports() != before)
-			break;
-		usleep(100000);
-	}
-	return bad_rss_reports() - before;
-}
 
 static int oom_adj(int adj)
 {
@@ -304,7 +226,7 @@ FIXTURE_SETUP(pressure)
 		SKIP(return, "needs root for a memory cgroup");
 	if (!have_swap())
 		SKIP(return, "no swap device");
-	ASSERT_EQ(0, cg_create(self->cg, sizeof(self->cg), "pressure"))
+	ASSERT_EQ(0, cg_create(self->cg, sizeof(self->cg), "reclaim-pressure"))
 		TH_LOG("memory cgroup: %s", strerror(errno));
 	ASSERT_EQ(0, cg_write(self->cg, "memory.max", P_MAX));
 }
@@ -629,7 +551,7 @@ FIXTURE_SETUP(swapped)
 		SKIP(return, "no swap device");
 	self->bad_rss = bad_rss_reports();
 	ASSERT_LE(0, self->bad_rss) TH_LOG("cannot read the kernel log");
-	ASSERT_EQ(0, cg_create(self->cg, sizeof(self->cg), "swapped"))
+	ASSERT_EQ(0, cg_create(self->cg, sizeof(self->cg), "reclaim-swapped"))
 		TH_LOG("memory cgroup: %s", strerror(errno));
 }
 
@@ -999,7 +921,7 @@ FIXTURE_SETUP(survivor)
 {
 	if (geteuid())
 		SKIP(return, "needs root for a memory cgroup");
-	ASSERT_EQ(0, cg_create(self->cg, sizeof(self->cg), "survivor"))
+	ASSERT_EQ(0, cg_create(self->cg, sizeof(self->cg), "reclaim-survivor"))
 		TH_LOG("memory cgroup: %s", strerror(errno));
 	ASSERT_EQ(0, cg_write(self->cg, "memory.max", V_MAX));
 	/* no swap: the limit must end in an OOM kill, not in swapping */

@@ -24,7 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/klog.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -420,6 +424,85 @@ static inline int pin_one_page(const char **what)
 		return -1;
 	memset(buf, 1, PG);
 	return pin_page(buf, what);
+}
+
+/* ---------------------------------------------------------------- cgroups */
+
+#define CG_ROOT		"/sys/fs/cgroup"
+
+/* A new memory cgroup under the cgroup2 root, mounted if need be. */
+static inline int cg_create(char *dir, size_t len, const char *name)
+{
+	static int seq;
+	struct statfs sf;
+
+	if (statfs(CG_ROOT, &sf) || sf.f_type != CGROUP2_SUPER_MAGIC)
+		if (mount("none", CG_ROOT, "cgroup2", 0, NULL))
+			return -1;
+	/* EBUSY-free when already enabled; fails only without memcg */
+	if (write_text(CG_ROOT "/cgroup.subtree_control", "+memory") < 0)
+		return -1;
+	snprintf(dir, len, CG_ROOT "/cowpt-%s-%d-%d", name, getpid(), seq++);
+	return mkdir(dir, 0755);
+}
+
+static inline int cg_write(const char *dir, const char *file, const char *val)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	return write_text(path, val) < 0 ? -1 : 0;
+}
+
+/* A "key value" line of a cgroup file (memory.events), or -1. */
+static inline long cg_key(const char *dir, const char *file, const char *key)
+{
+	char path[256], buf[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	if (read_text(path, buf, sizeof(buf)) < 0)
+		return -1;
+	return line_value(buf, key, ' ');
+}
+
+static inline int cg_enter(const char *dir)
+{
+	return cg_write(dir, "cgroup.procs", "0");
+}
+
+/* rmdir once the last process has left (exits are asynchronous). */
+static inline void cg_remove(const char *dir)
+{
+	for (int i = 0; i < 100 && rmdir(dir) && errno == EBUSY; i++)
+		usleep(50000);
+}
+
+/*
+ * "Bad rss-counter" reports since @before, once the mms of exited processes
+ * have been freed: an idle CPU in lazy TLB mode keeps the last mm it ran
+ * until it runs something else, so run on every CPU first.
+ */
+static inline int new_bad_rss(int before)
+{
+	cpu_set_t all, one;
+
+	if (!sched_getaffinity(0, sizeof(all), &all)) {
+		for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+			if (!CPU_ISSET(cpu, &all))
+				continue;
+			CPU_ZERO(&one);
+			CPU_SET(cpu, &one);
+			if (!sched_setaffinity(0, sizeof(one), &one))
+				sched_yield();
+		}
+		sched_setaffinity(0, sizeof(all), &all);
+	}
+	for (int i = 0; i < 20; i++) {
+		if (bad_rss_reports() != before)
+			break;
+		usleep(100000);
+	}
+	return bad_rss_reports() - before;
 }
 
 /*
