@@ -8,21 +8,25 @@
  *  - share: a write by one process is seen by all, a second process
  *    takes one fault per GiB instead of one per page and adds no PTE
  *    tables (PageTables in /proc/meminfo), fork gives the child the same
- *    region in every cow_pte mode (plain, CLONE_COW_PTE);
+ *    region in every cow_pte mode (plain, CLONE_COW_PTE), smaps and GUP's
+ *    slow path walk the linked tables;
  *  - refuse: what would change tables every process uses fails with
  *    EINVAL (partial munmap, mprotect, mremap, madvise), a read-only
  *    attach cannot write, MSHAREFS_UNMAP takes the memory from everyone;
  *  - life: the creator exiting first, a process that only keeps the fd,
  *    two regions, a file-backed object, unlink, detach;
+ *  - objects: do_mmap()'s checks hold for an object (seals, append-only,
+ *    secretmem), long-term writable pins follow the object's rules; an
+ *    mm with a secondary MMU (mmu notifier) and a region exclude each
+ *    other;
  *  - mm: migration (move_pages()) of region pages, read back through
- *    another process; no "Bad rss-counter" at any teardown.  (To come:
- *    reclaim through memory.reclaim of the creator's memcg, which the
- *    region is charged to, once the cgroup helpers of cow_pte_reclaim.c
- *    are shared.)
+ *    another process; pages and page tables charged to the creator's
+ *    memcg, whoever faults them; no "Bad rss-counter" at any teardown.
  *
- * Needs root (mount, cgroups, kpageflags).
+ * Needs root (mount, cgroups, chattr, mkfs).
  */
 #define _GNU_SOURCE
+#include <linux/fs.h>
 #include <linux/msharefs.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -218,6 +222,75 @@ TEST_F(region, create_mapping_errors)
 	close(memfd);
 }
 
+/* -errno of a plain MAP_SHARED mmap() of @fd, 0 if it maps. */
+static int plain_mmap_error(int fd, int prot)
+{
+	void *p = mmap(NULL, OBJ, prot, MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	munmap(p, OBJ);
+	return 0;
+}
+
+/* A memfd of OBJ bytes, sealable; -1 on error. */
+static int obj_memfd(void)
+{
+	int fd = memfd_create("mshare-obj", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd >= 0 && ftruncate(fd, OBJ)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * An object passes the checks mmap() would make of it, with mmap()'s
+ * errors: seals, append-only files; and no secretmem (not in the direct
+ * map, so never reachable through another mm).
+ */
+TEST_F(region, object_checks)
+{
+	int flags = FS_APPEND_FL, memfd, sec;
+
+	ASSERT_EQ(0, ftruncate(self->fd, self->align));
+
+	memfd = obj_memfd();
+	ASSERT_LE(0, memfd);
+	ASSERT_EQ(0, fcntl(memfd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE));
+	EXPECT_EQ(-EPERM, plain_mmap_error(memfd, PROT_READ | PROT_WRITE));
+	EXPECT_EQ(-EPERM, map_object(self->fd, 0, OBJ, memfd, PROT_READ | PROT_WRITE));
+	EXPECT_EQ(0, map_object(self->fd, 0, OBJ, memfd, PROT_READ));
+	close(memfd);
+
+	memfd = obj_memfd();
+	ASSERT_LE(0, memfd);
+	ASSERT_EQ(0, fcntl(memfd, F_ADD_SEALS, F_SEAL_WRITE));
+	EXPECT_EQ(-EPERM, plain_mmap_error(memfd, PROT_READ | PROT_WRITE));
+	EXPECT_EQ(-EPERM, map_object(self->fd, OBJ, OBJ, memfd, PROT_READ | PROT_WRITE));
+	close(memfd);
+
+	memfd = obj_memfd();
+	ASSERT_LE(0, memfd);
+	ASSERT_EQ(0, ioctl(memfd, FS_IOC_SETFLAGS, &flags)) TH_LOG("chattr +a: %s", strerror(errno));
+	EXPECT_EQ(-EACCES, plain_mmap_error(memfd, PROT_READ));
+	EXPECT_EQ(-EACCES, map_object(self->fd, OBJ, OBJ, memfd, PROT_READ));
+	close(memfd);
+
+	sec = syscall(__NR_memfd_secret, 0);
+	if (sec < 0) {
+		TH_LOG("memfd_secret: %s: not checked", strerror(errno));
+	} else {
+		ASSERT_EQ(0, ftruncate(sec, OBJ));
+		EXPECT_EQ(0, plain_mmap_error(sec, PROT_READ | PROT_WRITE));
+		EXPECT_EQ(-EINVAL, map_object(self->fd, OBJ, OBJ, sec, PROT_READ | PROT_WRITE));
+		close(sec);
+	}
+	/* nothing of the refused ones got in */
+	EXPECT_EQ(0, map_object(self->fd, OBJ, OBJ, -1, PROT_READ));
+}
+
 TEST_F(region, mmap_errors)
 {
 	int ro;
@@ -235,6 +308,43 @@ TEST_F(region, mmap_errors)
 	EXPECT_EQ(MAP_FAILED, mmap(NULL, self->align, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0));
 	EXPECT_EQ(EACCES, errno);
 	close(ro);
+}
+
+/*
+ * A secondary MMU (here lib/test_hmm's device mirror, as a GPU or KVM
+ * would be) hears of PTE changes through its own mm's notifiers, never
+ * of the host mm's: an mm has one or the other, whichever came first.
+ */
+TEST_F(region, secondary_mmu_refused)
+{
+	const char *dev = "/dev/hmm_dmirror0";
+	pid_t pid;
+
+	if (access(dev, F_OK))
+		SKIP(return, "no %s (CONFIG_TEST_HMM)", dev);
+	region_ready(_metadata, self);
+	/* this process maps the region: no mirror */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int fd = open(dev, O_RDWR | O_CLOEXEC);
+
+		_exit(fd < 0 && errno == EBUSY ? 0 : 1);
+	}
+	EXPECT_EQ(0, wait_code(pid)) TH_LOG("a mirror of an mm that maps a region");
+	/* a process with a mirror: no region */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int fd;
+
+		munmap(self->p, self->align);
+		fd = open(dev, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			_exit(2);
+		_exit(!attach(self->fd, self->align, PROT_READ) && errno == EBUSY ? 0 : 1);
+	}
+	EXPECT_EQ(0, wait_code(pid)) TH_LOG("a region in an mm with a mirror (2: open failed)");
 }
 
 /* ------------------------------------------------------------------ share */
@@ -298,6 +408,51 @@ TEST_F(region, one_set_of_tables)
 	EXPECT_GT(8, minflt() - faults_before);
 	EXPECT_GT(64, file_kb("/proc/meminfo", "PageTables") - before_pt);
 	munmap(q, self->align);
+}
+
+/* The Rss of the mapping at @p in /proc/self/smaps, in kB, or -1. */
+static long smaps_rss(const void *p)
+{
+	char line[256], start[32];
+	bool in = false;
+	long kb = -1;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (!f)
+		return -1;
+	snprintf(start, sizeof(start), "%lx-", (unsigned long)p);
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, start, strlen(start)))
+			in = true;
+		else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	return kb;
+}
+
+/*
+ * A process's page-table walkers go through the linked tables: smaps,
+ * and GUP's slow path (/proc/self/mem).  The PUD entry of a mapping
+ * without PROT_EXEC has NX set, which no walker may take for a bad entry
+ * (pud_clear_bad() would unlink the region behind msharefs's back).
+ */
+TEST_F(region, walkers_through_the_region)
+{
+	int bad = klog_count("bad pud");
+	char buf[PG];
+	int mem;
+
+	region_ready(_metadata, self);
+	pattern_fill(self->p, self->p, OBJ, 11);
+	EXPECT_LE((long)(OBJ / 1024), smaps_rss(self->p));
+	mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, mem);
+	ASSERT_EQ(PG, pread(mem, buf, PG, (off_t)(unsigned long)(self->p + 5 * PG)));
+	EXPECT_EQ(0, memcmp(buf, self->p + 5 * PG, PG));
+	close(mem);
+	EXPECT_EQ(bad, klog_count("bad pud"));
+	EXPECT_EQ(-1, pattern_check(self->p, self->p, OBJ, 11));
 }
 
 /* ----------------------------------------------------------------- refuse */
@@ -491,6 +646,135 @@ TEST_F(region, migrate_and_read_back)
 	free(status);
 }
 
+/*
+ * A long-term writable pin (io_uring fixed buffer) of a page-cache page
+ * whose writes the filesystem must be told of is refused through a plain
+ * mapping (gup's writable_file_mapping_allowed()): through a region too,
+ * where the file is the host's object and not the process's.  Shared
+ * anonymous memory pins as it would anywhere.
+ */
+TEST_F(region, longterm_pin_follows_object)
+{
+	const char *dev = getenv("COWPT_EXT2_DEV") ?: "/dev/ram1", *what;
+	char dir[] = "/tmp/mshare-ext2-XXXXXX", cmd[256], file[64];
+	int ffd, ring;
+	char *q;
+
+	region_ready(_metadata, self);
+	ring = pin_page(self->p, &what);
+	EXPECT_LE(0, ring) TH_LOG("shared anonymous: %s: %s", what, strerror(errno));
+	if (ring >= 0)
+		close(ring);
+
+	ASSERT_NE(NULL, mkdtemp(dir));
+	snprintf(cmd, sizeof(cmd), "mkfs.ext2 -q -F %s >/dev/null 2>&1", dev);
+	if (system(cmd) || mount(dev, dir, "ext2", 0, NULL)) {
+		rmdir(dir);
+		SKIP(return, "no ext2 on %s", dev);
+	}
+	snprintf(file, sizeof(file), "%s/obj", dir);
+	ffd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	ASSERT_LE(0, ffd);
+	ASSERT_EQ(0, ftruncate(ffd, OBJ));
+
+	q = mmap(NULL, OBJ, PROT_READ | PROT_WRITE, MAP_SHARED, ffd, 0);
+	ASSERT_NE(MAP_FAILED, q);
+	q[0] = 1;
+	ring = pin_page(q, &what);
+	EXPECT_EQ(-1, ring) TH_LOG("a plain mapping of an ext2 file pinned");
+	EXPECT_EQ(EFAULT, errno);
+	munmap(q, OBJ);
+
+	/* the region's second object: the file */
+	ASSERT_EQ(0, map_object(self->fd, OBJ, OBJ, ffd, PROT_READ | PROT_WRITE));
+	self->p[OBJ] = 1;
+	ring = pin_page(self->p + OBJ, &what);
+	EXPECT_EQ(-1, ring) TH_LOG("an ext2 file pinned through a region");
+	EXPECT_EQ(EFAULT, errno);
+	if (ring >= 0)
+		close(ring);
+
+	munmap(self->p, self->align);
+	self->p = NULL;
+	close(self->fd);
+	self->fd = -1;
+	unlink(self->path);
+	close(ffd);
+	usleep(100 * 1000);	/* the region's teardown runs in a worker */
+	EXPECT_EQ(0, umount2(dir, MNT_DETACH));
+	rmdir(dir);
+}
+
+#define CHARGE	(256UL << 20)
+
+/* memory.stat's @key of @cg, in bytes, or -1. */
+static long cg_stat(const char *cg, const char *key)
+{
+	return cg_key(cg, "memory.stat", key);
+}
+
+/*
+ * The creator, in cgroup @a: make a region with a CHARGE-byte object and
+ * exit.  Then a process in cgroup @b touches all of it: the pages and
+ * the region's page tables are charged to @a, only @b's own tables to @b.
+ */
+TEST_F(region, charged_to_creator_memcg)
+{
+	char a[128], b[128], path[160];
+	long shmem_a, pt_a;
+	pid_t pid;
+	int fd;
+
+	if (cg_create(a, sizeof(a), "mshare-creator") ||
+	    cg_create(b, sizeof(b), "mshare-user"))
+		SKIP(return, "memory cgroups: %s", strerror(errno));
+	snprintf(path, sizeof(path), "%s-charged", self->path);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		/* the region is charged to its creator's memcg at creation */
+		if (cg_enter(a))
+			_exit(1);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		_exit(fd < 0 || ftruncate(fd, self->align) ||
+		      map_object(fd, 0, CHARGE, -1, PROT_READ | PROT_WRITE));
+	}
+	ASSERT_EQ(0, wait_code(pid));
+	shmem_a = cg_stat(a, "shmem");
+	pt_a = cg_stat(a, "pagetables");
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		long pt_b;
+		char *q;
+
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0 || cg_enter(b))
+			_exit(1);
+		q = attach(fd, self->align, PROT_READ | PROT_WRITE);
+		if (!q)
+			_exit(2);
+		q[0] = 1;	/* its own tables: the PUD table at most */
+		pt_b = cg_stat(b, "pagetables");
+		pattern_fill(q, q, CHARGE, 10);
+		if (cg_stat(b, "shmem") >= (long)(CHARGE / 8))
+			_exit(3);
+		if (cg_stat(b, "pagetables") - pt_b >= (long)(CHARGE / 512 / 8))
+			_exit(4);
+		_exit(pattern_check(q, q, CHARGE, 10) >= 0 ? 5 : 0);
+	}
+	EXPECT_EQ(0, wait_code(pid)) TH_LOG("1 setup, 2 attach, 3 pages or 4 page tables charged to the user, 5 data");
+	EXPECT_LE((long)CHARGE, cg_stat(a, "shmem") - shmem_a);
+	/* the region's PTE tables: one per 2 MiB */
+	EXPECT_LE((long)(CHARGE / 512), cg_stat(a, "pagetables") - pt_a);
+	unlink(path);
+	cg_remove(b);
+	/* a holds the region's pages until its teardown, in a worker */
+	usleep(200 * 1000);
+	cg_remove(a);
+}
+
 TEST_F(region, no_bad_rss_counter)
 {
 	int before = bad_rss_reports();
@@ -513,8 +797,7 @@ TEST_F(region, no_bad_rss_counter)
 	close(self->fd);
 	self->fd = -1;
 	unlink(self->path);
-	usleep(200 * 1000);
-	EXPECT_EQ(before, bad_rss_reports());
+	EXPECT_EQ(0, new_bad_rss(before));
 }
 
 TEST_HARNESS_MAIN
