@@ -243,6 +243,7 @@ bench: kernel-bench tools
 	@if [ -f $(BENCH_OUT)/results/forkbench-floor.csv ]; then \
 		$(TOP)/benchmarks/fork-floor.sh $(BENCH_OUT)/results; fi
 	@grep -h '^mremap relocate: ' $(BENCH_OUT)/results/mremapbench.log 2>/dev/null || true
+	@grep -hE '^mshare ([0-9]+ procs: plain|page tables from)' $(BENCH_OUT)/results/msharebench.log 2>/dev/null || true
 
 # The unpatched kernel (same source, bench config), plain fork only, for the
 # no-regression comparison in results/summary.md; run before or after

@@ -33,6 +33,9 @@ Run the cowpt benchmark suite in this (guest) kernel and write into OUT:
   mremapbench.csv     mremap relocation (vm.mremap_relocate_anon) off and
                       on: VMAs and time of buffers grown by moving, and the
                       cost per page of relocation against a plain move
+  msharebench.csv     N processes map one 1 GiB region through msharefs
+                      and as a plain MAP_SHARED memfd: page-table growth
+                      (PageTables), page faults and time per N
   kvsnap.csv          kvsnap (the io_uring key-value server of this
                       directory): snapshot fork latency and request latency
                       during snapshots, plain and cow
@@ -48,13 +51,15 @@ Run the cowpt benchmark suite in this (guest) kernel and write into OUT:
                 in a guest of tools/vm-run)
   --mode M      quick (default; about 15 minutes under TCG on 2 cores):
                   forkbench 64,256,1024,2048 MiB, touchbench 1024 MiB,
-                  redis and kvsnap 1024 MiB; full: forkbench 64 MiB to 8
-                  GiB (as far as the guest's memory allows), touchbench
-                  256 and 1024 MiB, redis 1, 2 and 4 GiB, kvsnap 1 and 4
-                  GiB
+                  redis and kvsnap 1024 MiB, msharebench N = 1, 16, 64;
+                  full: forkbench 64 MiB to 8 GiB (as far as the guest's
+                  memory allows), touchbench 256 and 1024 MiB, redis 1, 2
+                  and 4 GiB, kvsnap 1 and 4 GiB, msharebench N = 1, 16,
+                  64, 256
   --sizes LIST  forkbench sizes instead of the mode's
   --reps N      repetitions per measurement (default: quick 5, full 7)
-  --skip LIST   leave out some of: fork,thp,touch,redis,kvsnap,mremap
+  --skip LIST   leave out some of: fork,thp,touch,redis,kvsnap,mremap,
+                mshare
   --stock       this is the unpatched kernel: run only plain fork, the
                 forkbench sizes and the THP control (forkbench-stock.csv,
                 forkbench-stock-thp.csv), to compare with the plain forks
@@ -101,7 +106,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$out" ] || out=${COWPT_OUT:+$COWPT_OUT/results}
 [ -n "$bin" ] && [ -n "$out" ] || bad_arg "--bin and --out are required"
-for p in forkbench touchbench kvsnap mremapbench; do
+for p in forkbench touchbench kvsnap mremapbench msharebench; do
 	[ -x "$bin/$p" ] || bad_arg "no $bin/$p (make bench builds it)"
 done
 [[ $reps =~ ^([1-9][0-9]{0,3})?$ ]] || bad_arg "bad --reps '$reps'"
@@ -109,9 +114,9 @@ done
 [[ $thp_sizes_arg =~ ^([0-9]+(,[0-9]+)*)?$ ]] || bad_arg "bad --thp-sizes '$thp_sizes_arg'"
 [[ $plain_tag =~ ^[A-Za-z0-9-]*$ ]] || bad_arg "bad --plain-only '$plain_tag': letters, digits and '-'"
 [ $stock = 0 ] || [ -z "$plain_tag" ] || bad_arg "--stock and --plain-only exclude each other"
-names='(fork|thp|touch|redis|kvsnap|mremap)'
+names='(fork|thp|touch|redis|kvsnap|mremap|mshare)'
 [[ $skip =~ ^($names(,$names)*)?$ ]] ||
-	bad_arg "bad --skip '$skip': want a list of fork,thp,touch,redis,kvsnap,mremap"
+	bad_arg "bad --skip '$skip': want a list of fork,thp,touch,redis,kvsnap,mremap,mshare"
 
 # Memory a forkbench size may use: the region plus the child's copy of the
 # page tables (2 MiB per GiB) must leave room for the rest of the guest.
@@ -121,7 +126,8 @@ quick)
 	: "${sizes:=64,256,1024,2048}"
 	: "${reps:=5}"
 	thp_sizes=1024 touch_sizes=1024 redis_sizes=1024 redis_reps=3
-	kv_sizes=1024 mremap_args='--buffers 100 --rounds 100' ;;
+	kv_sizes=1024 mremap_args='--buffers 100 --rounds 100'
+	mshare_args='--procs 1,16,64' ;;
 full)
 	if [ -z "$sizes" ]; then
 		sizes=64
@@ -132,7 +138,8 @@ full)
 	: "${reps:=7}"
 	thp_sizes=1024,4096 touch_sizes=256,1024 redis_sizes=1024,2048,4096
 	redis_reps=3 kv_sizes=1024,4096
-	mremap_args='--buffers 1000 --rounds 20 --cost-sizes 64,1024,16384,65536' ;;
+	mremap_args='--buffers 1000 --rounds 20 --cost-sizes 64,1024,16384,65536'
+	mshare_args='--procs 1,16,64,256' ;;
 *) bad_arg "bad --mode '$mode': want quick or full" ;;
 esac
 [ -z "$thp_sizes_arg" ] || thp_sizes=$thp_sizes_arg
@@ -165,7 +172,7 @@ progress() {
 perf_events=task-clock,page-faults,context-switches,cpu-migrations
 # What of a benchmark's output is shown while it runs: its result lines,
 # and the per-run lines of the long ones (Redis calibration and runs).
-progress_re='^(fork|touch|redis|kvsnap|grow|cost|mremap) |^# calibration |^[0-9]+ MiB [a-z]+ rep [0-9]+:'
+progress_re='^(fork|touch|redis|kvsnap|grow|cost|mremap|mshare|plain) |^# calibration |^[0-9]+ MiB [a-z]+ rep [0-9]+:'
 # run NAME CMD...: CMD under perf stat, its output in OUT/NAME.log and its
 # progress lines on stderr as they come
 run() {
@@ -212,7 +219,7 @@ if [ -n "$plain_tag" ]; then
 		bad_arg "--plain-only: cow_pte_mode is always, plain forks would share"
 	fi
 	fb_modes=plain tag=-$plain_tag
-	skip=${skip:+$skip,}touch,redis,kvsnap,mremap
+	skip=${skip:+$skip,}touch,redis,kvsnap,mremap,mshare
 fi
 
 skipped fork || nsteps=$((nsteps + 1 + $(echo "${sizes//,/ }" | wc -w)))
@@ -221,6 +228,7 @@ skipped touch || nsteps=$((nsteps + $(echo "${touch_sizes//,/ }" | wc -w)))
 skipped redis || nsteps=$((nsteps + 1))
 skipped kvsnap || nsteps=$((nsteps + 2 * $(echo "${kv_sizes//,/ }" | wc -w)))
 skipped mremap || nsteps=$((nsteps + 1))
+skipped mshare || nsteps=$((nsteps + 1))
 
 "$here/sysinfo.sh" >"$out/guest-info$tag.txt"
 echo "bench_mode: $mode" >>"$out/guest-info$tag.txt"
@@ -281,6 +289,12 @@ if ! skipped mremap; then
 	progress "mremapbench: buffers grown by moving, relocation off and on ($mremap_args)"
 	# shellcheck disable=SC2086 # the mode's options, split on purpose
 	run mremapbench "$bin/mremapbench" $mremap_args --csv "$out/mremapbench.csv"
+fi
+
+if ! skipped mshare; then
+	progress "msharebench: N processes map a 1 GiB region, msharefs and plain ($mshare_args)"
+	# shellcheck disable=SC2086 # the mode's options, split on purpose
+	run msharebench "$bin/msharebench" $mshare_args --csv "$out/msharebench.csv"
 fi
 
 grep '^cow_pte' /proc/vmstat >"$out/vmstat-after.txt" || true

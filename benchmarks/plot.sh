@@ -9,6 +9,7 @@
 #   redis-p99.png             redis-bgsave.csv: p99 during BGSAVE vs size
 #   kvsnap-fork.png           kvsnap.csv: snapshot fork latency vs size
 #   kvsnap-latency.png        kvsnap.csv: request p99 during/outside snapshots
+#   mshare-pagetables.png     msharebench.csv: page-table memory vs processes
 # A missing CSV skips its plots, with a message.
 
 set -eu
@@ -37,6 +38,8 @@ else png):
   kvsnap.csv        -> kvsnap-fork.png (snapshot fork median vs size) and
                        kvsnap-latency.png (request p99 during and outside
                        snapshots vs size)
+  msharebench.csv   -> mshare-pagetables.png (PageTables growth vs the
+                       number of processes, msharefs and plain, log-log)
 A missing CSV skips its plots, with a message.  Exit status: 0 if every
 plot of the CSVs found was made, 1 if none was found or one failed, 2 on
 bad arguments or without gnuplot.
@@ -55,7 +58,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/plot.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 found=0 failed=0
 
-declare -A color=([plain]="#0060ad" [cow]="#dd181f")
+declare -A color=([plain]="#0060ad" [cow]="#dd181f" [mshare]="#dd181f")
 declare -A dash=([child]=1 [parent]=2)
 
 # have CSV WHAT COLUMN...: CSV exists and has the columns, else say why WHAT
@@ -245,13 +248,28 @@ set ylabel 'p99 (ms)'
 set yrange [0:*]" "${p[@]}"
 }
 
+plot_mshare() {
+	local csv=$results/msharebench.csv w c=()
+
+	have "$csv" "the msharebench plot" way procs pagetables_kib || return 0
+	for w in plain mshare; do
+		series "mshare-$w" "$csv" "$(eq way $w)" procs pagetables_kib || continue
+		c+=("'$tmp/mshare-$w.dat' using 1:(\$2/1024) with linespoints lc rgb '${color[$w]}' title '$w'")
+	done
+	gp mshare-pagetables.png "set logscale xy
+set title 'page tables of one 1 GiB region mapped by N processes: PageTables growth (msharebench)'
+set xlabel 'processes'
+set ylabel 'MiB'" "${c[@]}"
+}
+
 plot_fork
 plot_touch
 plot_redis
 plot_kvsnap
+plot_mshare
 # mremapbench.csv has no plot: its numbers are in summary.md
 if [ $found = 0 ] && [ ! -f "$results/mremapbench.csv" ]; then
-	echo "$prog: no forkbench.csv, touchbench.csv, redis-bgsave.csv, kvsnap.csv or mremapbench.csv in $results" >&2
+	echo "$prog: no forkbench.csv, touchbench.csv, redis-bgsave.csv, kvsnap.csv, msharebench.csv or mremapbench.csv in $results" >&2
 	exit 1
 fi
 exit $failed

@@ -253,6 +253,12 @@ trap 'rm -f "$tmp_info" "$results/summary.md.tmp"' EXIT
 		2 1 "test;size (KiB)" \
 		"VMAs off=off:1;VMAs on=on:1;max off=off:2;max on=on:2;ms/MiB off=off:4;ms/MiB on=on:4;on/off=ratio:on:4:off:4;ns/page off=off:5;ns/page on=on:5;on/off ns=ratio:on:5:off:5" \
 		1 test size_kib relocation vmas_end vmas_max ms ms_per_mib ns_per_page
+	section "msharefs: one region mapped by N processes (msharebench)" msharebench.csv \
+		"N processes map one region of 4 KiB pages: the first writes every page, the others read every page, all still mapped when PageTables (/proc/meminfo, system-wide, kB) is read again. plain: a MAP_SHARED memfd; mshare: an msharefs region. Faults: getrusage, per process other than the first; ms: wall time of the first, and of the others together. Same boot." \
+		2 1 "procs;MiB" \
+		"plain PageTables=plain:1;mshare PageTables=mshare:1;plain/mshare=ratio:plain:1:mshare:1;plain faults/other=plain:2;mshare faults/other=mshare:2;plain first ms=plain:3;mshare first ms=mshare:3;plain others ms=plain:4;mshare others ms=mshare:4" \
+		1 procs mib way pagetables_kib faults_per_other first_ms others_ms \
+		-- mshare-pagetables.png
 } >"$results/summary.md.tmp"
 if [ $found = 0 ]; then
 	echo "$prog: no forkbench.csv, touchbench.csv or redis-bgsave.csv in $results" >&2
