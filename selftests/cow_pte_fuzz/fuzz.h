@@ -50,6 +50,12 @@
 #define ARENA_PAGES	(1UL << 18)		/* 1 GiB of address space */
 #define MAX_REGIONS	512			/* model regions per worker */
 #define NR_FILES	3			/* memfd, memfd, file in tmpdir */
+#define MSH_FILE	NR_FILES		/* file_fd[]: the msharefs region */
+#define MSH_OBJ		NR_FILES		/* objs[]: its object */
+#define FIRST_SHANON	(NR_FILES + 1)		/* objs[]: shared anonymous */
+#define MSH_ADDR	(ARENA_BASE + (4UL << 30))	/* outside the arena */
+#define MSH_SIZE	(1UL << 30)		/* msharefs's alignment */
+#define MSH_PAGES	1024UL			/* its object: 4 MiB */
 #define FILE_PAGES	4096UL			/* 16 MiB per file */
 #define MAX_OBJS	4096			/* files + shared anon objects */
 #define READ_CHUNK	1024			/* pages per read command */
@@ -107,6 +113,7 @@ extern struct have {
 	bool numa;		/* move_pages() between nodes 0 and 1 */
 	bool pmadv;		/* process_madvise() */
 	bool memcg;		/* our own cgroup with memory.reclaim */
+	bool mshare;		/* msharefs mounted at /sys/fs/mshare */
 } have;
 
 extern struct failure {
@@ -192,7 +199,7 @@ uint64_t page_tag(const void *p, struct reply *r, uint64_t idx);
 /* ------------------------------------------------------------------ */
 /* Worker processes (worker.c)                                          */
 
-extern int file_fd[NR_FILES];
+extern int file_fd[NR_FILES + 1];	/* and MSH_FILE */
 extern uint64_t w_page[WORDS];
 
 int uffd_open(void);
@@ -258,6 +265,7 @@ struct worker {
 	int chan;
 	int parent;		/* worker id or COORD */
 	int nreg;
+	bool msh;		/* maps the msharefs region at MSH_ADDR */
 	uint64_t ur_s, ur_e;	/* io_uring fixed buffer (pages), s == e: none */
 	struct splice *sp;	/* pages in the worker's pipe, or NULL */
 	uint64_t *tag;		/* per arena page */
@@ -511,7 +519,8 @@ enum op_type {
 	OP_FILE_WRITE, OP_FILE_READ, OP_URING_REG, OP_URING_READ,
 	OP_URING_UNREG, OP_UFFD_REG, OP_UFFD_FILL, OP_UFFD_UNREG, OP_FORK,
 	OP_EXIT, OP_WAIT, OP_THREAD, OP_VMSPLICE, OP_PIPE_READ, OP_MOVE_PAGES,
-	OP_PAGEOUT_REMOTE, OP_RECLAIM, NR_OPS,
+	OP_PAGEOUT_REMOTE, OP_RECLAIM, OP_MSH_ATTACH, OP_MSH_DETACH,
+	OP_MSH_WRITE, OP_MSH_READ, NR_OPS,
 };
 
 struct op_desc {
@@ -526,6 +535,25 @@ struct op_desc {
 };
 
 extern const struct op_desc op_tab[NR_OPS];
+
+/* ------------------------------------------------------------------ */
+/* An msharefs region every worker may map (ops_mshare.c)               */
+
+void mshare_detect(void);
+void mshare_create(void);
+void verify_mshare(void);
+bool gen_msh_attach(struct op *op);
+bool valid_msh_attach(const struct op *op);
+void run_msh_attach(const struct op *op);
+bool gen_msh_detach(struct op *op);
+bool valid_msh_detach(const struct op *op);
+void run_msh_detach(const struct op *op);
+bool gen_msh_write(struct op *op);
+bool valid_msh_write(const struct op *op);
+void run_msh_write(const struct op *op);
+bool gen_msh_read(struct op *op);
+bool valid_msh_read(const struct op *op);
+void run_msh_read(const struct op *op);
 
 /* ------------------------------------------------------------------ */
 /* Printing and parsing operations, reduction (reduce.c)                */
@@ -547,6 +575,7 @@ extern struct stats {
 	double start;
 	long vm[NR_COW_PTE_COUNTERS];
 	long relocated;		/* mremap_relocate at the start, or -1 */
+	long mshare;		/* mshare-* operations done */
 } stats;
 
 #endif /* COW_PTE_FUZZ_H */

@@ -131,14 +131,15 @@ static void files_create(void)
 		if (!objs[f].tag)
 			bug("out of memory");
 	}
-	nobjs = NR_FILES;
+	mshare_create();
+	nobjs = FIRST_SHANON;
 }
 
 static void files_free(void)
 {
 	char path[4200];
 
-	for (int f = 0; f < NR_FILES; f++) {
+	for (int f = 0; f <= MSH_FILE; f++) {
 		if (file_fd[f] >= 0)
 			close(file_fd[f]);
 		file_fd[f] = -1;
@@ -168,7 +169,8 @@ static int tree_start(void)
 	if (!pid) {
 		for (int fd = 3; fd < 1024; fd++)
 			if (fd != sv[1] && fd != file_fd[0] &&
-			    fd != file_fd[1] && fd != file_fd[2])
+			    fd != file_fd[1] && fd != file_fd[2] &&
+			    fd != file_fd[MSH_FILE])
 				close(fd);
 		worker_main(sv[1]);
 	}
@@ -639,6 +641,7 @@ static void detect(void)
 	else
 		printf("# io_uring unavailable (%s): io_uring ops disabled\n",
 		       strerror(-ret));
+	mshare_detect();
 	if (!have.root)
 		printf("# not root: mlock, GUP (process_vm_writev, /proc/PID/mem), move-pages, pageout-remote and reclaim ops disabled\n");
 	else
@@ -877,6 +880,8 @@ static void summary(void)
 	if (stats.relocated >= 0)
 		printf(", relocated %ld",
 		       vmstat_get("mremap_relocate") - stats.relocated);
+	if (have.mshare)
+		printf(", mshare %ld", stats.mshare);
 	printf("\n");
 }
 

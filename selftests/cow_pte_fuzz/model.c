@@ -163,7 +163,7 @@ static uint64_t *obj_slot(const struct region *r, uint64_t pg)
 /* A free slot for a shared anonymous object, or -1. */
 int obj_slot_free(void)
 {
-	for (int i = NR_FILES; i < MAX_OBJS; i++)
+	for (int i = FIRST_SHANON; i < MAX_OBJS; i++)
 		if (!objs[i].tag)
 			return i;
 	return -1;
@@ -328,6 +328,7 @@ void model_fork(const struct worker *p, struct worker *c)
 		c->reg[c->nreg++] = r;
 	}
 	c->ur_s = c->ur_e = 0;
+	c->msh = p->msh;
 	c->sp = NULL;		/* the child closes its copy of the pipe */
 }
 
@@ -667,7 +668,7 @@ static void objs_gc(void)
 	for (int i = 0; i < n; i++)
 		for (int j = 0; j < wk[ids[i]]->nreg; j++)
 			used[wk[ids[i]]->reg[j].obj] = true;
-	for (int o = NR_FILES; o < nobjs; o++) {
+	for (int o = FIRST_SHANON; o < nobjs; o++) {
 		if (!used[o]) {
 			free(objs[o].tag);
 			objs[o].tag = NULL;
@@ -685,6 +686,8 @@ void verify_all(void)
 		verify_range(ids[i], 0, ARENA_PAGES);
 	if (!failure.failed)
 		verify_files();
+	if (!failure.failed)
+		verify_mshare();
 	klog_scan();
 }
 

@@ -967,4 +967,10 @@ const struct op_desc op_tab[NR_OPS] = {
 	[OP_PAGEOUT_REMOTE] = OPDH("pageout-remote", 2, RANGE | FB(HOW),
 				   radv_names, pageout_remote),
 	[OP_RECLAIM] = OPD("reclaim", 1, FB(LEN), reclaim),
+	[OP_MSH_ATTACH] = OPD("mshare-attach", 2, FB(W), msh_attach),
+	[OP_MSH_DETACH] = OPD("mshare-detach", 1, FB(W), msh_detach),
+	[OP_MSH_WRITE] = OPD("mshare-write", 3, FB(W) | FB(OFF) | FB(LEN) |
+			     FB(TAG), msh_write),
+	[OP_MSH_READ] = OPD("mshare-read", 2, FB(W) | FB(OFF) | FB(LEN),
+			    msh_read),
 };

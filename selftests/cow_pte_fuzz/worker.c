@@ -79,7 +79,7 @@ uint64_t page_tag(const void *p, struct reply *r, uint64_t idx)
 /* ------------------------------------------------------------------ */
 /* Worker processes: dumb command executors                             */
 
-int file_fd[NR_FILES] = { -1, -1, -1 };
+int file_fd[NR_FILES + 1] = { -1, -1, -1, -1 };
 static int w_chan = -1;
 static struct io_uring w_ring;
 static bool w_ring_on;
