@@ -8,7 +8,8 @@
  *  - share: a write by one process is seen by all, a second process
  *    takes one fault per GiB instead of one per page and adds no PTE
  *    tables (PageTables in /proc/meminfo), fork gives the child the same
- *    region in every cow_pte mode (plain, CLONE_COW_PTE), smaps and GUP's
+ *    region in every cow_pte mode (off, opt-in, always; plain and
+ *    CLONE_COW_PTE), smaps and GUP's
  *    slow path walk the linked tables;
  *  - refuse: what would change tables every process uses fails with
  *    EINVAL (partial munmap, mprotect, mremap, madvise), a read-only
@@ -19,9 +20,11 @@
  *    secretmem), long-term writable pins follow the object's rules; an
  *    mm with a secondary MMU (mmu notifier) and a region exclude each
  *    other;
- *  - mm: migration (move_pages()) of region pages, read back through
- *    another process; pages and page tables charged to the creator's
- *    memcg, whoever faults them; no "Bad rss-counter" at any teardown.
+ *  - mm: migration (move_pages()) of region pages and reclaim to swap
+ *    (memory.reclaim of the creator's memcg), read back through another
+ *    process; pages and page tables charged to the creator's memcg,
+ *    whoever faults them; a process killed while it writes; no "Bad
+ *    rss-counter" at any teardown.
  *
  * Needs root (mount, cgroups, chattr, mkfs).
  */
@@ -387,6 +390,42 @@ TEST_F(region, writes_seen_by_all)
 		ASSERT_EQ(0, wait_code(pid)) TH_LOG("%s fork", cow ? "CoW" : "plain");
 		EXPECT_EQ(-1, pattern_check(self->p, self->p, OBJ, 2));
 	}
+}
+
+/*
+ * In every cow_pte mode, a plain fork (and a CLONE_COW_PTE one where the
+ * mode allows it) gives the child the same region: in mode always a plain
+ * fork shares private tables, never the region's.
+ */
+TEST_F(region, fork_in_every_mode)
+{
+	static const char *const modes[] = { "off", "opt-in", "always" };
+	char orig[32];
+	long shared;
+	pid_t pid;
+
+	if (cow_mode_get(orig, sizeof(orig)))
+		SKIP(return, "no cow_pte_mode");
+	region_ready(_metadata, self);
+	for (int m = 0; m < 3; m++) {
+		ASSERT_EQ(0, cow_mode_set(modes[m]));
+		for (int cow = 0; cow < (m ? 2 : 1); cow++) {
+			pattern_fill(self->p, self->p, OBJ, 1);
+			shared = 0;
+			if (cow)
+				pid = cow_child(child_sees, self, &shared);
+			else if ((pid = fork()) == 0)
+				_exit(child_sees(self));
+			EXPECT_LT(0, pid);
+			if (pid <= 0)
+				break;
+			EXPECT_EQ(0, shared);
+			EXPECT_EQ(0, wait_code(pid)) TH_LOG("mode %s, %s fork", modes[m],
+							    cow ? "CoW" : "plain");
+			EXPECT_EQ(-1, pattern_check(self->p, self->p, OBJ, 2));
+		}
+	}
+	EXPECT_EQ(0, cow_mode_set(orig));
 }
 
 /*
@@ -773,6 +812,95 @@ TEST_F(region, charged_to_creator_memcg)
 	/* a holds the region's pages until its teardown, in a worker */
 	usleep(200 * 1000);
 	cg_remove(a);
+}
+
+/* A single-number cgroup file (memory.swap.current), or -1. */
+static long cg_value(const char *cg, const char *file)
+{
+	char path[256], buf[64];
+
+	snprintf(path, sizeof(path), "%s/%s", cg, file);
+	if (read_text(path, buf, sizeof(buf)) < 0)
+		return -1;
+	return strtol(buf, NULL, 10);
+}
+
+/*
+ * Reclaim finds region pages through the host mm (the shmem object's
+ * rmap lists the host VMA, whose tables every process walks): the
+ * creator's memcg reclaims them to swap while another process maps the
+ * region, and that process reads them back through the shared tables.
+ */
+TEST_F(region, reclaim_and_read_back)
+{
+	char cg[128], path[160];
+	pid_t pid;
+	char *q;
+	int fd;
+
+	if (!have_swap())
+		SKIP(return, "no swap");
+	if (cg_create(cg, sizeof(cg), "mshare-reclaim"))
+		SKIP(return, "memory cgroups: %s", strerror(errno));
+	snprintf(path, sizeof(path), "%s-reclaim", self->path);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		if (cg_enter(cg))
+			_exit(1);
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0 || ftruncate(fd, self->align) ||
+		    map_object(fd, 0, OBJ, -1, PROT_READ | PROT_WRITE))
+			_exit(2);
+		q = attach(fd, self->align, PROT_READ | PROT_WRITE);
+		if (!q)
+			_exit(3);
+		pattern_fill(q, q, OBJ, 12);
+		_exit(0);
+	}
+	ASSERT_EQ(0, wait_code(pid));
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	q = attach(fd, self->align, PROT_READ);
+	ASSERT_NE(NULL, q);
+	EXPECT_EQ(-1, pattern_check(q, q, PG, 12));	/* linked */
+	for (int i = 0; i < 16 && cg_value(cg, "memory.swap.current") < (long)(OBJ / 2); i++)
+		cg_write(cg, "memory.reclaim", "32M");	/* EAGAIN if short */
+	EXPECT_LE((long)(OBJ / 2), cg_value(cg, "memory.swap.current"));
+	EXPECT_EQ(-1, pattern_check(q, q, OBJ, 12));	/* swapped back in */
+	munmap(q, self->align);
+	close(fd);
+	unlink(path);
+	usleep(200 * 1000);	/* the region's teardown, in a worker */
+	cg_remove(cg);
+}
+
+/* A process killed while it writes through the region leaves it whole. */
+TEST_F(region, killed_while_writing)
+{
+	int before = bad_rss_reports();
+	pid_t pid;
+	int st;
+
+	region_ready(_metadata, self);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		char *q = attach(self->fd, self->align, PROT_READ | PROT_WRITE);
+
+		for (unsigned int gen = 30; q; gen++) {
+			pattern_fill(self->p, self->p, OBJ / 2, gen);
+			pattern_fill(q, q + OBJ / 2, OBJ / 2, gen);
+		}
+		_exit(1);
+	}
+	usleep(300 * 1000);
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	pattern_fill(self->p, self->p, OBJ, 14);
+	EXPECT_EQ(-1, pattern_check(self->p, self->p, OBJ, 14));
+	EXPECT_EQ(0, new_bad_rss(before));
 }
 
 TEST_F(region, no_bad_rss_counter)
