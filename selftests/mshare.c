@@ -744,6 +744,38 @@ TEST_F(region, longterm_pin_follows_object)
 	rmdir(dir);
 }
 
+/*
+ * A child in cgroup @cg (NULL: ours) creates the region @path, sized
+ * @align, with an anonymous object of @bytes at its start, writes pattern
+ * @gen into it unless @gen is 0, and exits: the region is charged to @cg
+ * from its creation on.  The child's exit status (0: done).
+ */
+static int region_by_child(const char *path, const char *cg, long align,
+			   size_t bytes, unsigned int gen)
+{
+	pid_t pid = fork();
+	char *q;
+	int fd;
+
+	if (pid < 0)
+		return -1;
+	if (pid)
+		return wait_code(pid);
+	if (cg && cg_enter(cg))
+		_exit(1);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, align) ||
+	    map_object(fd, 0, bytes, -1, PROT_READ | PROT_WRITE))
+		_exit(2);
+	if (gen) {
+		q = attach(fd, align, PROT_READ | PROT_WRITE);
+		if (!q)
+			_exit(3);
+		pattern_fill(q, q, bytes, gen);
+	}
+	_exit(0);
+}
+
 #define CHARGE	(256UL << 20)
 
 /* memory.stat's @key of @cg, in bytes, or -1. */
@@ -768,17 +800,7 @@ TEST_F(region, charged_to_creator_memcg)
 	    cg_create(b, sizeof(b), "mshare-user"))
 		SKIP(return, "memory cgroups: %s", strerror(errno));
 	snprintf(path, sizeof(path), "%s-charged", self->path);
-	pid = fork();
-	ASSERT_LE(0, pid);
-	if (pid == 0) {
-		/* the region is charged to its creator's memcg at creation */
-		if (cg_enter(a))
-			_exit(1);
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		_exit(fd < 0 || ftruncate(fd, self->align) ||
-		      map_object(fd, 0, CHARGE, -1, PROT_READ | PROT_WRITE));
-	}
-	ASSERT_EQ(0, wait_code(pid));
+	ASSERT_EQ(0, region_by_child(path, a, self->align, CHARGE, 0));
 	shmem_a = cg_stat(a, "shmem");
 	pt_a = cg_stat(a, "pagetables");
 
@@ -834,7 +856,6 @@ static long cg_value(const char *cg, const char *file)
 TEST_F(region, reclaim_and_read_back)
 {
 	char cg[128], path[160];
-	pid_t pid;
 	char *q;
 	int fd;
 
@@ -843,22 +864,7 @@ TEST_F(region, reclaim_and_read_back)
 	if (cg_create(cg, sizeof(cg), "mshare-reclaim"))
 		SKIP(return, "memory cgroups: %s", strerror(errno));
 	snprintf(path, sizeof(path), "%s-reclaim", self->path);
-	pid = fork();
-	ASSERT_LE(0, pid);
-	if (pid == 0) {
-		if (cg_enter(cg))
-			_exit(1);
-		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0 || ftruncate(fd, self->align) ||
-		    map_object(fd, 0, OBJ, -1, PROT_READ | PROT_WRITE))
-			_exit(2);
-		q = attach(fd, self->align, PROT_READ | PROT_WRITE);
-		if (!q)
-			_exit(3);
-		pattern_fill(q, q, OBJ, 12);
-		_exit(0);
-	}
-	ASSERT_EQ(0, wait_code(pid));
+	ASSERT_EQ(0, region_by_child(path, cg, self->align, OBJ, 12));
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, fd);
 	q = attach(fd, self->align, PROT_READ);
