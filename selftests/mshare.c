@@ -372,32 +372,13 @@ static int child_sees(void *arg)
 	return 0;
 }
 
-TEST_F(region, writes_seen_by_all)
-{
-	long shared;
-	pid_t pid;
-
-	region_ready(_metadata, self);
-	for (int cow = 0; cow < 2; cow++) {
-		pattern_fill(self->p, self->p, OBJ, 1);
-		shared = 0;
-		if (cow)
-			pid = cow_child(child_sees, self, &shared);
-		else if ((pid = fork()) == 0)
-			_exit(child_sees(self));
-		ASSERT_LT(0, pid);
-		EXPECT_EQ(0, shared);	/* the region is never copy-on-write */
-		ASSERT_EQ(0, wait_code(pid)) TH_LOG("%s fork", cow ? "CoW" : "plain");
-		EXPECT_EQ(-1, pattern_check(self->p, self->p, OBJ, 2));
-	}
-}
-
 /*
- * In every cow_pte mode, a plain fork (and a CLONE_COW_PTE one where the
- * mode allows it) gives the child the same region: in mode always a plain
- * fork shares private tables, never the region's.
+ * A write by one process is seen by the other, both ways.  In every
+ * cow_pte mode a plain fork (and a CLONE_COW_PTE one where the mode allows
+ * it) gives the child the same region, never a copy-on-write share of it:
+ * in mode always a plain fork shares private tables, never the region's.
  */
-TEST_F(region, fork_in_every_mode)
+TEST_F(region, writes_seen_by_all)
 {
 	static const char *const modes[] = { "off", "opt-in", "always" };
 	char orig[32];
