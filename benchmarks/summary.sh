@@ -158,6 +158,18 @@ machine() {
 	echo "| host | $(kv "$host" nproc) CPUs, $(kv "$host" cpu), $(kv "$host" memory) |"
 }
 
+# other_run NAME: a section published from a run of its own (make bench
+# with the other steps skipped, its guest-info.txt kept as
+# guest-info-NAME.txt) says so, as the header names the main run only.
+other_run() {
+	local info=$results/guest-info-$1.txt
+
+	[ -f "$info" ] || return 0
+	printf '\n_This section is from a run of its own: %s, guest kernel %s, %s CPUs, %s (guest-info-%s.txt)._\n' \
+		"$(kv "$info" date)" "$(kv "$info" kernel)" "$(kv "$info" nproc)" \
+		"$(kv "$info" memory)" "$1"
+}
+
 # perf_table: perf stat's software events of each benchmark process
 # (perf-NAME.csv, perf stat -x, output: value,unit,event,...)
 perf_table() {
@@ -259,6 +271,7 @@ trap 'rm -f "$tmp_info" "$results/summary.md.tmp"' EXIT
 		"plain PageTables=plain:1;mshare PageTables=mshare:1;plain/mshare=ratio:plain:1:mshare:1;plain faults/other=plain:2;mshare faults/other=mshare:2;plain first ms=plain:3;mshare first ms=mshare:3;plain others ms=plain:4;mshare others ms=mshare:4" \
 		1 procs mib way pagetables_kib faults_per_other first_ms others_ms \
 		-- mshare-pagetables.png
+	other_run msharebench
 } >"$results/summary.md.tmp"
 if [ $found = 0 ]; then
 	echo "$prog: no forkbench.csv, touchbench.csv or redis-bgsave.csv in $results" >&2
