@@ -242,6 +242,7 @@ bench: kernel-bench tools
 	@grep -h '^fork [0-9]* MiB: ' $(BENCH_OUT)/results/forkbench-[0-9]*.log | sort -n -k2
 	@if [ -f $(BENCH_OUT)/results/forkbench-floor.csv ]; then \
 		$(TOP)/benchmarks/fork-floor.sh $(BENCH_OUT)/results; fi
+	@$(TOP)/benchmarks/goals.sh $(RESULTS)
 	@grep -h '^mremap relocate: ' $(BENCH_OUT)/results/mremapbench.log 2>/dev/null || true
 	@grep -hE '^mshare ([0-9]+ procs: plain|page tables from)' $(BENCH_OUT)/results/msharebench.log 2>/dev/null || true
 
@@ -304,6 +305,7 @@ check:
 		done; \
 	done
 	@$(TOOLS)/check-series
+	@out=$$($(TOP)/benchmarks/test-goals.sh) || { echo "$$out"; exit 1; }
 
 check-latest:
 	@$(TOOLS)/check-latest $(if $(VERSION),--version '$(VERSION)') $(if $(V),--verbose)

@@ -62,14 +62,19 @@ Options:
                       size_mib,mode,rep,keys,used_memory_mib,fork_usec,
                       bgsave_s,cow_pte_shared,set_p50_ms,set_p99_ms,
                       set_max_ms,get_p50_ms,get_p99_ms,get_max_ms,
-                      bench_requests,bench_s,lead_s,rdb_cow_kb
+                      bench_requests,bench_s,lead_s,rdb_cow_kb,
+                      cow_pte_copied
                     (one line): one row per repetition (rep 1..N), then a
                     row with rep "median" (column-wise medians) per size and
                     mode.  fork_usec: latest_fork_usec; bgsave_s: BGSAVE
                     issued to done; bench_requests per redis-benchmark run;
                     bench_s: load start to the end of the later run; lead_s:
                     load start to BGSAVE; rdb_cow_kb: rdb_last_cow_size.
-                    cow_pte_shared is NA on kernels without cowpt.
+                    cow_pte_copied: tables copied during the save, the
+                    /proc/vmstat cow_pte_break_* deltas summed (the
+                    server's and the save child's breaks).
+                    cow_pte_shared and cow_pte_copied are NA on kernels
+                    without cowpt.
   --value-size B    DEBUG POPULATE value size in bytes (default 1000)
   --clients N       redis-benchmark connections, half SET, half GET (default 10)
   --cowpt-run PATH  the launcher (default $top/build/bin/cowpt-run)
@@ -168,6 +173,11 @@ echo "# cow_pte_mode: $cow_mode"
 # /proc/vmstat cow_pte_shared, or NA on a kernel without cowpt
 vmstat_shared() {
 	awk '$1 == "cow_pte_shared" { print $2; found = 1 } END { if (!found) print "NA" }' /proc/vmstat
+}
+
+# the /proc/vmstat cow_pte_break_* counters summed: tables copied on a break
+vmstat_copied() {
+	awk '$1 ~ /^cow_pte_break_/ { n += $2; found = 1 } END { print found ? n : "NA" }' /proc/vmstat
 }
 
 if [[ " $modes " == *" cow "* ]]; then
@@ -396,7 +406,7 @@ calibrate() {
 		"$requests requests per redis-benchmark run (SET and GET each) to cover it"
 }
 
-csv_header=size_mib,mode,rep,keys,used_memory_mib,fork_usec,bgsave_s,cow_pte_shared,set_p50_ms,set_p99_ms,set_max_ms,get_p50_ms,get_p99_ms,get_max_ms,bench_requests,bench_s,lead_s,rdb_cow_kb
+csv_header=size_mib,mode,rep,keys,used_memory_mib,fork_usec,bgsave_s,cow_pte_shared,set_p50_ms,set_p99_ms,set_max_ms,get_p50_ms,get_p99_ms,get_max_ms,bench_requests,bench_s,lead_s,rdb_cow_kb,cow_pte_copied
 rows=$tmp/rows.csv
 echo "$csv_header" >"$rows"
 [ -z "$csv" ] || cp "$rows" "$csv" || die "cannot write $csv"
@@ -404,11 +414,13 @@ echo "$csv_header" >"$rows"
 # measure MODE REP: one fresh server, one loaded BGSAVE; appends a row
 measure() {
 	local mode=$1 rep=$2 shared0 shared1 shared shared_txt t0 fork_us bench_s lead_s cow_kb cover
+	local copied0 copied1 copied=NA
 	local set get sp50 sp99 smax gp50 gp99 gmax
 
 	start_server "$mode"
 	populate "$keys"
 	shared0=$(vmstat_shared)
+	copied0=$(vmstat_copied)
 	t0=$(now)
 	start_load "$requests"
 	bgsave
@@ -416,6 +428,7 @@ measure() {
 	bench_s=$(elapsed "$t0" "$load_end")
 	lead_s=$(elapsed "$t0" "$bgsave_t0")
 	shared1=$(vmstat_shared)
+	copied1=$(vmstat_copied)
 	fork_us=$(redis_info stats latest_fork_usec)
 	cow_kb=$(($(redis_info persistence rdb_last_cow_size) >> 10))
 	stop_server
@@ -423,6 +436,7 @@ measure() {
 	get=$(latencies "$tmp/get.csv")
 	shared=NA shared_txt="NA (kernel without cowpt)"
 	[ "$shared0" = NA ] || { shared=$((shared1 - shared0)); shared_txt=+$shared; }
+	[ "$copied0" = NA ] || copied=$((copied1 - copied0))
 	if [ "$mode" = cow ] && [ "$shared" -le 0 ]; then
 		die "$size MiB cow: cow_pte_shared did not grow during BGSAVE: the fork did not share page tables"
 	fi
@@ -433,12 +447,12 @@ measure() {
 		e = b - l - s
 		printf "started %.3f s before the BGSAVE, ended %.3f s %s it", l, e < 0 ? -e : e, e < 0 ? "before" : "after"
 	}')
-	echo "$size,$mode,$rep,$keys,$used_mib,$fork_us,$bgsave_s,$shared,${set// /,},${get// /,},$requests,$bench_s,$lead_s,$cow_kb" >>"$rows"
+	echo "$size,$mode,$rep,$keys,$used_mib,$fork_us,$bgsave_s,$shared,${set// /,},${get// /,},$requests,$bench_s,$lead_s,$cow_kb,$copied" >>"$rows"
 	read -r sp50 sp99 smax <<<"$set"
 	read -r gp50 gp99 gmax <<<"$get"
 	echo "$size MiB $mode rep $rep: fork $fork_us us, BGSAVE $bgsave_s s;" \
 		"SET p50/p99/max $sp50/$sp99/$smax ms, GET $gp50/$gp99/$gmax ms;" \
-		"cow_pte_shared $shared_txt; benchmark $bench_s s, $cover"
+		"cow_pte_shared $shared_txt, tables copied $copied; benchmark $bench_s s, $cover"
 }
 
 # median_row SIZE MODE: the column-wise median row of that size and mode
