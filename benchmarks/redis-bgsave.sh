@@ -70,9 +70,10 @@ Options:
                     issued to done; bench_requests per redis-benchmark run;
                     bench_s: load start to the end of the later run; lead_s:
                     load start to BGSAVE; rdb_cow_kb: rdb_last_cow_size.
-                    cow_pte_copied: tables copied during the save, the
-                    /proc/vmstat cow_pte_break_* deltas summed (the
-                    server's and the save child's breaks).
+                    cow_pte_copied: table copies during the save, the
+                    /proc/vmstat cow_pte_break_* deltas summed: the
+                    server's and the save child's (a table the server
+                    copies and the child then copies too counts twice).
                     cow_pte_shared and cow_pte_copied are NA on kernels
                     without cowpt.
   --value-size B    DEBUG POPULATE value size in bytes (default 1000)

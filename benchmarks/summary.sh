@@ -253,7 +253,7 @@ trap 'rm -f "$tmp_info" "$results/summary.md.tmp"' EXIT
 		1 size_mib who pattern touch_pct mode fork_median_ms total_median_ms child_vmpte_kb sys_pagetables_kb touch_faults touch_cpu_ms \
 		-- "${touch_pngs[@]}" touch-ratio.png
 	section "Redis BGSAVE (redis-bgsave.sh)" redis-bgsave.csv \
-		"Medians over the runs: fork = latest_fork_usec (us), ratio = plain / cow; p99 (ms) of the SET and GET runs during BGSAVE; BGSAVE in s; cow_pte_shared, copied: /proc/vmstat deltas during the save of cow_pte_shared and of the cow_pte_break_* counters summed, the tables the server and the save child copied (NA: kernel without cowpt)." \
+		"Medians over the runs: fork = latest_fork_usec (us), ratio = plain / cow; p99 (ms) of the SET and GET runs during BGSAVE; BGSAVE in s; cow_pte_shared, copied: /proc/vmstat deltas during the save of cow_pte_shared and of the cow_pte_break_* counters summed, the table copies of the server and the save child (a table both copy counts twice; NA: kernel without cowpt)." \
 		1 1 "size (MiB)" \
 		"plain fork=plain:1;cow fork=cow:1;plain/cow=ratio:plain:1:cow:1;plain SET p99=plain:3;cow SET p99=cow:3;plain GET p99=plain:4;cow GET p99=cow:4;plain BGSAVE=plain:2;cow BGSAVE=cow:2;plain cow_pte_shared=plain:5;cow cow_pte_shared=cow:5;cow copied=cow:6" \
 		'f["rep"] == "median"' size_mib mode fork_usec bgsave_s set_p99_ms get_p99_ms cow_pte_shared cow_pte_copied \
