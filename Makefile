@@ -215,7 +215,8 @@ vm: kernel
 # benchmarks/bench-suite.sh in the bench kernel (same series, no debug
 # options), plain fork and CoW fork side by side in one boot; then plots
 # and results/summary.md on the host.  BENCH_MODE=quick (default, about 15
-# minutes under TCG) or full (sizes to 8 GiB: a bigger guest).  Every
+# minutes under TCG) or full (sizes to 8 GiB, a 12 GiB guest; about an
+# hour).  Every
 # forkbench size runs in its own process, and the benchmarks write to the
 # guest's tmpfs, never to 9p (a 9p write pins pages: MMF_HAS_PINNED, see
 # Documentation/cow-pte-design.md).  The last lines are the
