@@ -6,12 +6,7 @@
 # and whether it was met.  A goal whose CSV (or column) the run lacks reads
 # "not run"; it is never counted as met.
 
-set -eu
-set -o pipefail
-export LC_ALL=C
-
 here=$(cd "$(dirname "$0")" && pwd)
-prog=$(basename "$0")
 . "$here/report-lib.sh"
 
 usage() {

@@ -4,12 +4,7 @@
 # icount-compare.sh - plain fork in the cowpt kernel against the stock
 # kernel, from the instruction-counted boots of "make bench-icount".
 
-set -eu
-set -o pipefail
-export LC_ALL=C
-
 here=$(cd "$(dirname "$0")" && pwd)
-prog=$(basename "$0")
 . "$here/report-lib.sh"
 
 usage() {

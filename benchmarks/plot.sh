@@ -12,12 +12,7 @@
 #   mshare-pagetables.png     msharebench.csv: page-table memory vs processes
 # A missing CSV skips its plots, with a message.
 
-set -eu
-set -o pipefail
-export LC_ALL=C
-
 here=$(cd "$(dirname "$0")" && pwd)
-prog=$(basename "$0")
 . "$here/report-lib.sh"
 
 usage() {

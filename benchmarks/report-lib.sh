@@ -1,9 +1,15 @@
 # SPDX-License-Identifier: GPL-2.0
 # shellcheck shell=bash
 #
-# report-lib.sh - helpers for plot.sh and summary.sh (sourced, not run):
-# their common arguments and the CSV access.  The caller defines prog, here
-# (this directory) and usage().
+# report-lib.sh - helpers for the report scripts (goals.sh, icount-compare.sh,
+# plot.sh, summary.sh; sourced, not run): their shell options, common
+# arguments and the CSV access.  The caller defines here (this directory)
+# and usage(); this sets prog.
+
+set -eu
+set -o pipefail
+export LC_ALL=C
+prog=$(basename "$0")
 
 # results_arg "$@": the one optional argument RESULTS_DIR (default
 # ../results) or --help (usage()); sets results to its absolute path.

@@ -7,12 +7,7 @@
 # (forkbench, touchbench, redis-bgsave), with the plots of plot.sh if they
 # exist.  A missing CSV is reported in place of its table.
 
-set -eu
-set -o pipefail
-export LC_ALL=C
-
 here=$(cd "$(dirname "$0")" && pwd)
-prog=$(basename "$0")
 . "$here/report-lib.sh"
 
 usage() {
