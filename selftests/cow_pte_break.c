@@ -17,6 +17,9 @@
  *    references each, from vmsplice) finishes, and the breaker keeps its
  *    data.  Each round of the break used to free the copies it had made
  *    when it found it needed one more, so it never finished;
+ *  - pinned/breaker_tlb_forgets_copied_page: the breaker's TLB does not
+ *    keep its translation to a maybe-pinned page the break copied (a
+ *    break that copies no page flushes only the switch of tables);
  *  - madv: MADV_DONTNEED, MADV_FREE and MADV_PAGEOUT of part of a shared
  *    table do not fail, even when every allocation the caller makes fails
  *    (fail_page_alloc): after a stock fork they allocate nothing and
@@ -209,7 +212,8 @@ static void show_file(struct __test_metadata *_metadata, const char *path)
 }
 
 /* Exit codes of the process that breaks. */
-enum { P_OK, P_PIPE, P_VMSPLICE, P_FORK, P_NOT_SHARED, P_PIN, P_DATA, P_COPY, P_CHILD };
+enum { P_OK, P_PIPE, P_VMSPLICE, P_FORK, P_NOT_SHARED, P_PIN, P_DATA, P_COPY, P_CHILD,
+       P_CPUS, P_NOT_COPIED, P_NOT_REUSED, P_STALE, P_END };
 
 static const char *const pinned_result[] = {
 	[P_OK] = "ok",
@@ -221,6 +225,10 @@ static const char *const pinned_result[] = {
 	[P_DATA] = "the breaker's data changed",
 	[P_COPY] = "the pipe does not hold what the page held",
 	[P_CHILD] = "the child's view changed",
+	[P_CPUS] = "needs two CPUs to run on",
+	[P_NOT_COPIED] = "the break did not copy the maybe-pinned page",
+	[P_NOT_REUSED] = "the child did not write the original page in place",
+	[P_STALE] = "the breaker read the child's write through its old translation",
 };
 
 /*
@@ -313,15 +321,18 @@ FIXTURE_TEARDOWN(pinned)
 {
 }
 
-TEST_F_TIMEOUT(pinned, break_finishes, BREAK_SECS + 60)
+/*
+ * Run @breaker in a process of its own (so that the test process never gets
+ * MMF_HAS_PINNED) with its output in BREAKER_LOG; its P_* code, or -1 if it
+ * did not finish in BREAK_SECS.
+ */
+static int run_breaker(struct __test_metadata *_metadata, int (*breaker)(void))
 {
-	pid_t pid;
+	pid_t pid = fork();
 	int code;
 
-	if (geteuid())
-		SKIP(return, "needs root for %d-buffer pipes", PIPE_BUFS);
-	pid = fork();
-	ASSERT_LE(0, pid);
+	if (pid < 0)
+		return P_FORK;
 	if (pid == 0) {
 		/*
 		 * A breaker stuck in the kernel cannot be killed: it must not
@@ -331,18 +342,146 @@ TEST_F_TIMEOUT(pinned, break_finishes, BREAK_SECS + 60)
 
 		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 			_exit(P_PIPE);
-		_exit(pinned_breaker());
+		_exit(breaker());
 	}
 	code = wait_code_timeout(pid, BREAK_SECS);
 	show_file(_metadata, BREAKER_LOG);
-	ASSERT_NE(-1, code) TH_LOG("the break did not finish in %d s (pid %d is stuck in the kernel)",
-				   BREAK_SECS, pid);
+	if (code == -1) {
+		kill(pid, SIGKILL);
+		TH_LOG("the break did not finish in %d s (pid %d is stuck in the kernel)",
+		       BREAK_SECS, pid);
+	}
+	return code;
+}
+
+TEST_F_TIMEOUT(pinned, break_finishes, BREAK_SECS + 60)
+{
+	int code;
+
+	if (geteuid())
+		SKIP(return, "needs root for %d-buffer pipes", PIPE_BUFS);
+	code = run_breaker(_metadata, pinned_breaker);
+	ASSERT_NE(-1, code);
 	if (code == P_FORK)
 		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
 	if (code == P_PIN)
 		SKIP(return, "no io_uring to pin with");
 	ASSERT_EQ(P_OK, code) TH_LOG("breaker: %s",
-		(code >= 0 && code <= P_CHILD) ? pinned_result[code] : "died");
+		(code >= 0 && code < P_END) ? pinned_result[code] : "died");
+}
+
+/*
+ * tlb: a break that copies a maybe-pinned page for the breaker maps it
+ * elsewhere than the shared table did, so the breaker's TLB entry for it
+ * must go; a break that copies no page flushes less, as its translations
+ * stay what they were.  The breaker, on one CPU, reads the page (its TLB
+ * keeps the translation to the original), breaks the table by writing
+ * another page, and drops the pipes' references.  The child, on another
+ * CPU, then writes the original in place: the last to map it.  A
+ * translation the breaker kept would show it the child's write.
+ */
+struct tlb_child_arg {
+	char *base;
+	volatile uint64_t *shm;	/* [0] go, [1] the child's PFN of the page */
+};
+
+#define TLB_PAGE	1	/* a maybe-pinned page, not the table's first */
+
+static void run_on(int cpu)
+{
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+}
+
+static int tlb_child(void *p)
+{
+	struct tlb_child_arg *a = p;
+	char *page = a->base + TLB_PAGE * PG;
+
+	run_on(1);
+	while (a->shm[0] != 1)
+		;
+	*(volatile uint64_t *)page = pattern(a->base, page, 3);
+	a->shm[1] = pagemap_pfn(getpid(), page);
+	a->shm[0] = 2;
+	return 0;
+}
+
+static int tlb_breaker(void)
+{
+	char *base = map_at_phase(PMD_SZ, 0), *page = base + TLB_PAGE * PG;
+	volatile uint64_t *shm = mmap(NULL, PG, PROT_READ | PROT_WRITE,
+				      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct tlb_child_arg arg = { .base = base, .shm = shm };
+	uint64_t orig, word, buf[PG / sizeof(uint64_t)];
+	int pipes[NPIPES][2], code;
+	const char *what;
+	long shared;
+	pid_t child;
+
+	if (!base || shm == MAP_FAILED)
+		return P_PIPE;
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		return P_CPUS;
+	run_on(0);
+	pattern_fill(base, base, PMD_SZ, 1);
+	code = splice_refs(base, pipes);
+	if (code != P_OK)
+		return code;
+	child = cow_child(tlb_child, &arg, &shared);
+	if (child < 0)
+		return P_FORK;
+	if (shared < 1)
+		return P_NOT_SHARED;
+	/* After the fork, as in pinned_breaker(): MMF_HAS_PINNED. */
+	if (pin_one_page(&what) < 0) {
+		fprintf(stderr, "# %s: %s\n", what, strerror(errno));
+		return P_PIN;
+	}
+	orig = pagemap_pfn(getpid(), page);
+	/* The translation to the original, from the shared table. */
+	(void)*(volatile uint64_t *)page;
+	*(volatile uint64_t *)(base + NPINNED * PG) = pattern(base, base + NPINNED * PG, 2);
+	if (!orig || pagemap_pfn(getpid(), page) == orig)
+		return P_NOT_COPIED;
+	/* The child has the pipes open too: read what they hold, no EOF. */
+	for (int i = 0; i < NPIPES; i++)
+		for (int j = 0; j < PIPE_BUFS; j++)
+			if (read(pipes[i][0], buf, sizeof(buf)) != sizeof(buf))
+				return P_COPY;
+	shm[0] = 1;
+	while (shm[0] != 2)
+		if (waitpid(child, NULL, WNOHANG) == child)
+			return P_CHILD;
+	if (wait_code(child))
+		return P_CHILD;
+	if (shm[1] != orig)
+		return P_NOT_REUSED;
+	word = *(volatile uint64_t *)page;
+	if (word == pattern(base, page, 3))
+		return P_STALE;
+	return word == pattern(base, page, 1) ? P_OK : P_DATA;
+}
+
+TEST_F_TIMEOUT(pinned, breaker_tlb_forgets_copied_page, BREAK_SECS + 60)
+{
+	int code;
+
+	if (geteuid())
+		SKIP(return, "needs root for %d-buffer pipes and PFNs", PIPE_BUFS);
+	code = run_breaker(_metadata, tlb_breaker);
+	ASSERT_NE(-1, code);
+	if (code == P_FORK)
+		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
+	if (code == P_PIN)
+		SKIP(return, "no io_uring to pin with");
+	if (code == P_CPUS)
+		SKIP(return, "%s", pinned_result[code]);
+	ASSERT_EQ(P_OK, code) TH_LOG("breaker: %s",
+		(code >= 0 && code < P_END) ? pinned_result[code] : "died");
 }
 
 /* ------------------------------------------------------------------- madv */

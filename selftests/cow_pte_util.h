@@ -338,6 +338,24 @@ static inline long pagemap_pages(pid_t pid, const char *p, size_t len,
 	return n;
 }
 
+/* The PFN mapping @p in @pid (/proc/PID/pagemap), or 0: none, or not root. */
+static inline uint64_t pagemap_pfn(pid_t pid, const void *p)
+{
+	char path[64];
+	uint64_t ent = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &ent, sizeof(ent), (uintptr_t)p / PG * sizeof(ent)) != sizeof(ent) ||
+	    !(ent & PM_PRESENT))
+		ent = 0;
+	close(fd);
+	return ent & ((1ULL << 55) - 1);
+}
+
 /*
  * How many of the n pages at addr in pid's address space are mapped and
  * have kpageflags bit @bit (/proc/PID/pagemap for the PFN, /proc/kpageflags
