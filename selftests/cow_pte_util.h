@@ -307,6 +307,15 @@ static inline int wait_code_timeout(pid_t pid, int secs)
 #define PM_SWAP		(1ULL << 62)
 #define PM_PRESENT	(1ULL << 63)
 
+/* /proc/PID/pagemap of @pid, opened for reading. */
+static inline int pagemap_open(pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	return open(path, O_RDONLY);
+}
+
 /*
  * How many pages of [p, p + len) in @pid's address space have all of the
  * pagemap bits @mask set, or -1 if /proc/PID/pagemap cannot be read.
@@ -314,13 +323,10 @@ static inline int wait_code_timeout(pid_t pid, int secs)
 static inline long pagemap_pages(pid_t pid, const char *p, size_t len,
 				 uint64_t mask)
 {
-	char path[64];
 	uint64_t ent[512];
 	long n = 0;
-	int fd;
+	int fd = pagemap_open(pid);
 
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
-	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return -1;
 	for (size_t off = 0; off < len; off += sizeof(ent) / 8 * PG) {
@@ -341,12 +347,9 @@ static inline long pagemap_pages(pid_t pid, const char *p, size_t len,
 /* The PFN mapping @p in @pid (/proc/PID/pagemap), or 0: none, or not root. */
 static inline uint64_t pagemap_pfn(pid_t pid, const void *p)
 {
-	char path[64];
 	uint64_t ent = 0;
-	int fd;
+	int fd = pagemap_open(pid);
 
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
-	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return 0;
 	if (pread(fd, &ent, sizeof(ent), (uintptr_t)p / PG * sizeof(ent)) != sizeof(ent) ||
@@ -363,12 +366,10 @@ static inline uint64_t pagemap_pfn(pid_t pid, const void *p)
  */
 static inline long kpageflag_pages(pid_t pid, const char *addr, long n, int bit)
 {
-	char path[64];
 	long count = 0;
 	int pm, kpf;
 
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
-	pm = open(path, O_RDONLY);
+	pm = pagemap_open(pid);
 	kpf = open("/proc/kpageflags", O_RDONLY);
 	if (pm < 0 || kpf < 0)
 		goto fail;
