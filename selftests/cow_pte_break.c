@@ -354,6 +354,20 @@ static int run_breaker(struct __test_metadata *_metadata, int (*breaker)(void))
 	return code;
 }
 
+/* Why a breaker's P_* code means the test cannot run here, or NULL. */
+static const char *breaker_skip(int code)
+{
+	switch (code) {
+	case P_FORK:
+		return "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?";
+	case P_PIN:
+		return "no io_uring to pin with";
+	case P_CPUS:
+		return pinned_result[code];
+	}
+	return NULL;
+}
+
 TEST_F_TIMEOUT(pinned, break_finishes, BREAK_SECS + 60)
 {
 	int code;
@@ -362,10 +376,8 @@ TEST_F_TIMEOUT(pinned, break_finishes, BREAK_SECS + 60)
 		SKIP(return, "needs root for %d-buffer pipes", PIPE_BUFS);
 	code = run_breaker(_metadata, pinned_breaker);
 	ASSERT_NE(-1, code);
-	if (code == P_FORK)
-		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
-	if (code == P_PIN)
-		SKIP(return, "no io_uring to pin with");
+	if (breaker_skip(code))
+		SKIP(return, "%s", breaker_skip(code));
 	ASSERT_EQ(P_OK, code) TH_LOG("breaker: %s",
 		(code >= 0 && code < P_END) ? pinned_result[code] : "died");
 }
@@ -474,12 +486,8 @@ TEST_F_TIMEOUT(pinned, breaker_tlb_forgets_copied_page, BREAK_SECS + 60)
 		SKIP(return, "needs root for %d-buffer pipes and PFNs", PIPE_BUFS);
 	code = run_breaker(_metadata, tlb_breaker);
 	ASSERT_NE(-1, code);
-	if (code == P_FORK)
-		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
-	if (code == P_PIN)
-		SKIP(return, "no io_uring to pin with");
-	if (code == P_CPUS)
-		SKIP(return, "%s", pinned_result[code]);
+	if (breaker_skip(code))
+		SKIP(return, "%s", breaker_skip(code));
 	ASSERT_EQ(P_OK, code) TH_LOG("breaker: %s",
 		(code >= 0 && code < P_END) ? pinned_result[code] : "died");
 }
