@@ -30,11 +30,18 @@
  *    a synchronous device) keep their data in a child, plain or CoW, when
  *    the parent MADV_FREEs them and reclaim runs; so do pages that a
  *    read-only pin copied (unshared) before the fork.  Faults of stock
- *    6.12 that cow_pte_fuzz found, fixed in the series.
+ *    6.12 that cow_pte_fuzz found, fixed in the series;
+ *  - swapoff: swap entries a fork shared, in tables only the child maps
+ *    once the parent has unmapped its side, come back with their data:
+ *    swapoff finds a child that never swapped a page itself, as it finds
+ *    a plain fork's child (it walks the mmlist, which fork puts both mms
+ *    on when it shares a table).
  *
- * Needs root (cgroups, MPOL_MF_MOVE_ALL, process_mrelease), a swap device,
- * two NUMA nodes for the migrate and race cases, and CLONE_COW_PTE.  A
- * case fails rather than pass when its tables were not shared.
+ * Needs root (cgroups, MPOL_MF_MOVE_ALL, process_mrelease, swapon), a swap
+ * device, for swapoff a block device of its own to swap on (COWPT_SWAP_DEV,
+ * default /dev/ram1), two NUMA nodes for the migrate and race cases, and
+ * CLONE_COW_PTE.  A case fails rather than pass when its tables were not
+ * shared.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -42,6 +49,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/swap.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -162,7 +170,8 @@ static bool two_nodes(void)
 
 /* Exit codes of the process in the cgroup. */
 enum { RC_OK, RC_SETUP, RC_FORK, RC_NOT_SHARED, RC_DATA, RC_CHILD,
-       RC_NOT_SWAPPED, RC_NOT_MOVED, RC_WAIT, RC_NOT_FREED, RC_NOT_UNSHARED };
+       RC_NOT_SWAPPED, RC_NOT_MOVED, RC_WAIT, RC_NOT_FREED, RC_NOT_UNSHARED,
+       RC_NOT_UNSWAPPED };
 
 static const char *const result[] = {
 	[RC_OK] = "ok",
@@ -176,11 +185,12 @@ static const char *const result[] = {
 	[RC_WAIT] = "a process did not exit as planned",
 	[RC_NOT_FREED] = "reclaim discarded fewer than half of the parent's own lazily freed pages",
 	[RC_NOT_UNSHARED] = "the R/O pin left pages mapped twice: nothing was unshared",
+	[RC_NOT_UNSWAPPED] = "pages still swapped out after swapoff",
 };
 
 static const char *result_str(int code)
 {
-	if (code >= 0 && code <= RC_NOT_UNSHARED)
+	if (code >= 0 && code <= RC_NOT_UNSWAPPED)
 		return result[code];
 	return code == 128 + SIGKILL ? "killed (OOM?)" : "died";
 }
@@ -1376,6 +1386,138 @@ TEST_F_TIMEOUT(lazyfree, sharer_keeps_unshared_pages, 120)
 	if (code == RC_FORK)
 		SKIP(return, "clone3(CLONE_COW_PTE) refused: cow_pte_mode off?");
 	ASSERT_EQ(RC_OK, code) TH_LOG("%s", result_str(code));
+}
+
+#define O_LEN		(8 * MiB)	/* four tables */
+#define O_SECS		60		/* swapoff of O_LEN takes well under 1 s */
+
+FIXTURE(swapoff) {
+	char dev[64];
+	bool on;	/* our swap device is on */
+	pid_t child;
+};
+
+FIXTURE_VARIANT(swapoff) {
+	bool cow;
+};
+
+FIXTURE_VARIANT_ADD(swapoff, plain) { .cow = false };
+FIXTURE_VARIANT_ADD(swapoff, cow) { .cow = true };
+
+/* KiB used on swap device @dev (/proc/swaps), or -1 if it is not on. */
+static long swap_used_kb(const char *dev)
+{
+	char name[128], line[256];
+	long size, used = -1;
+	FILE *f = fopen("/proc/swaps", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%127s %*s %ld %ld", name, &size, &used) == 3 &&
+		    !strcmp(name, dev))
+			break;
+		else
+			used = -1;
+	fclose(f);
+	return used;
+}
+
+/*
+ * Swap on a device of our own at the highest priority, so that what we
+ * page out goes there and swapoff of it is ours to do.
+ */
+FIXTURE_SETUP(swapoff)
+{
+	const char *dev = getenv("COWPT_SWAP_DEV") ?: "/dev/ram1";
+	char cmd[128];
+	struct stat st;
+
+	if (geteuid())
+		SKIP(return, "needs root for swapon");
+	if (stat(dev, &st) || !S_ISBLK(st.st_mode))
+		SKIP(return, "no block device %s to swap on (COWPT_SWAP_DEV)", dev);
+	snprintf(self->dev, sizeof(self->dev), "%s", dev);
+	ASSERT_GT(0, swap_used_kb(dev)) TH_LOG("%s is already swap", dev);
+	snprintf(cmd, sizeof(cmd), "mkswap -f %s >/dev/null 2>&1", dev);
+	ASSERT_EQ(0, system(cmd)) TH_LOG("mkswap %s failed", dev);
+	ASSERT_EQ(0, swapon(dev, SWAP_FLAG_PREFER | SWAP_FLAG_PRIO_MASK))
+		TH_LOG("swapon %s: %s", dev, strerror(errno));
+	self->on = true;
+}
+
+/* In the parent, which outlives a test that failed an assertion. */
+FIXTURE_TEARDOWN_PARENT(swapoff)
+{
+	/* A child left holding entries would keep swapoff from ending. */
+	if (self->child > 0)
+		kill(self->child, SIGKILL);
+	if (self->on && swapoff(self->dev))
+		TH_LOG("swapoff %s in teardown: %s", self->dev, strerror(errno));
+}
+
+/* The child: when told, its pages must be in memory, with its data. */
+static int swapoff_child(char *a, int go)
+{
+	char c;
+
+	if (read(go, &c, 1) != 1)
+		return RC_WAIT;
+	if (pagemap_pages(getpid(), a, O_LEN, PM_PRESENT) != (long)(O_LEN / PG))
+		return RC_NOT_UNSWAPPED;
+	return pattern_check(a, a, O_LEN, 1) >= 0 ? RC_CHILD : RC_OK;
+}
+
+static void swapoff_alarm(int sig)
+{
+}
+
+TEST_F_TIMEOUT(swapoff, finds_every_mapper, O_SECS + 120)
+{
+	struct sigaction sa = { .sa_handler = swapoff_alarm };	/* no SA_RESTART */
+	char *a = map_at_phase(O_LEN, 0);
+	long shared = 0, out;
+	int go[2], ret;
+	pid_t child;
+
+	ASSERT_NE(NULL, a);
+	ASSERT_EQ(0, pipe(go));
+	pattern_fill(a, a, O_LEN, 1);
+	ASSERT_EQ(0, madvise(a, O_LEN, MADV_PAGEOUT));
+	out = pagemap_pages(getpid(), a, O_LEN, PM_SWAP);
+	TH_LOG("%ld of %lu pages swapped out, %ld KiB on %s", out, O_LEN / PG,
+	       swap_used_kb(self->dev), self->dev);
+	ASSERT_EQ((long)(O_LEN / PG), out) TH_LOG("MADV_PAGEOUT left pages in memory");
+	ASSERT_LE((long)(O_LEN / 1024), swap_used_kb(self->dev))
+		TH_LOG("the pages went to another swap device");
+
+	child = fork_as(variant->cow, &shared);
+	if (child == 0) {
+		close(go[1]);
+		_exit(swapoff_child(a, go[0]));
+	}
+	ASSERT_LT(0, child) TH_LOG("fork: %s", strerror(errno));
+	self->child = child;	/* self is shared with the child: not before */
+	close(go[0]);
+	if (variant->cow)
+		ASSERT_LE((long)(O_LEN / PMD_SZ), shared)
+			TH_LOG("%s", result_str(RC_NOT_SHARED));
+	/* The child, which swapped nothing, is left the only mapper. */
+	ASSERT_EQ(0, munmap(a, O_LEN));
+
+	ASSERT_EQ(0, sigaction(SIGALRM, &sa, NULL));
+	alarm(O_SECS);
+	ret = swapoff(self->dev);
+	alarm(0);
+	ASSERT_EQ(0, ret)
+		TH_LOG("swapoff %s: %s: it did not find the child's swap entries",
+		       self->dev, strerror(errno));
+	self->on = false;
+
+	ASSERT_EQ(1, write(go[1], "x", 1));
+	ret = wait_code(child);
+	self->child = 0;
+	EXPECT_EQ(RC_OK, ret) TH_LOG("child: %s", result_str(ret));
 }
 
 TEST_HARNESS_MAIN
