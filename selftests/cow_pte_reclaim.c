@@ -185,7 +185,7 @@ static const char *const result[] = {
 	[RC_WAIT] = "a process did not exit as planned",
 	[RC_NOT_FREED] = "reclaim discarded fewer than half of the parent's own lazily freed pages",
 	[RC_NOT_UNSHARED] = "the R/O pin left pages mapped twice: nothing was unshared",
-	[RC_NOT_UNSWAPPED] = "pages still swapped out after swapoff",
+	[RC_NOT_UNSWAPPED] = "pages still on the swap device after its swapoff",
 };
 
 static const char *result_str(int code)
@@ -1390,6 +1390,7 @@ TEST_F_TIMEOUT(lazyfree, sharer_keeps_unshared_pages, 120)
 
 #define O_LEN		(8 * MiB)	/* four tables */
 #define O_SECS		60		/* swapoff of O_LEN takes well under 1 s */
+#define O_TYPES		32		/* pagemap: swap type in bits 0-4 */
 
 FIXTURE(swapoff) {
 	char dev[64];
@@ -1421,6 +1422,33 @@ static long swap_used_kb(const char *dev)
 			used = -1;
 	fclose(f);
 	return used;
+}
+
+/*
+ * Count the pages of [a, a + O_LEN) in @pid's pagemap that are swapped out,
+ * by swap type, into @by_type; return how many are present, or -1.
+ */
+static long swap_types(pid_t pid, const char *a, long *by_type)
+{
+	int fd = pagemap_open(pid);
+	long present = 0;
+	uint64_t ent;
+
+	if (fd < 0)
+		return -1;
+	memset(by_type, 0, O_TYPES * sizeof(*by_type));
+	for (size_t off = 0; off < O_LEN; off += PG) {
+		if (pread(fd, &ent, 8, (uintptr_t)(a + off) / PG * 8) != 8) {
+			close(fd);
+			return -1;
+		}
+		if (ent & PM_PRESENT)
+			present++;
+		else if (ent & PM_SWAP)
+			by_type[ent % O_TYPES]++;
+	}
+	close(fd);
+	return present;
 }
 
 /*
@@ -1456,15 +1484,25 @@ FIXTURE_TEARDOWN_PARENT(swapoff)
 		TH_LOG("swapoff %s in teardown: %s", self->dev, strerror(errno));
 }
 
-/* The child: when told, its pages must be in memory, with its data. */
-static int swapoff_child(char *a, int go)
+/*
+ * The child: when told, none of its pages may be left on swap type @type,
+ * and all must hold its data (reading them swaps in those on other
+ * devices).
+ */
+static int swapoff_child(char *a, int go, int type)
 {
+	long by_type[O_TYPES];
 	char c;
 
 	if (read(go, &c, 1) != 1)
 		return RC_WAIT;
-	if (pagemap_pages(getpid(), a, O_LEN, PM_PRESENT) != (long)(O_LEN / PG))
+	if (swap_types(getpid(), a, by_type) < 0)
+		return RC_SETUP;
+	if (by_type[type]) {
+		fprintf(stderr, "# child: %ld pages still on swap type %d\n",
+			by_type[type], type);
 		return RC_NOT_UNSWAPPED;
+	}
 	return pattern_check(a, a, O_LEN, 1) >= 0 ? RC_CHILD : RC_OK;
 }
 
@@ -1476,25 +1514,35 @@ TEST_F_TIMEOUT(swapoff, finds_every_mapper, O_SECS + 120)
 {
 	struct sigaction sa = { .sa_handler = swapoff_alarm };	/* no SA_RESTART */
 	char *a = map_at_phase(O_LEN, 0);
-	long shared = 0, out;
-	int go[2], ret;
+	long shared = 0, by_type[O_TYPES];
+	int go[2], ret, type = 0;
 	pid_t child;
 
 	ASSERT_NE(NULL, a);
 	ASSERT_EQ(0, pipe(go));
 	pattern_fill(a, a, O_LEN, 1);
 	ASSERT_EQ(0, madvise(a, O_LEN, MADV_PAGEOUT));
-	out = pagemap_pages(getpid(), a, O_LEN, PM_SWAP);
-	TH_LOG("%ld of %lu pages swapped out, %ld KiB on %s", out, O_LEN / PG,
-	       swap_used_kb(self->dev), self->dev);
-	ASSERT_EQ((long)(O_LEN / PG), out) TH_LOG("MADV_PAGEOUT left pages in memory");
-	ASSERT_LE((long)(O_LEN / 1024), swap_used_kb(self->dev))
+	ASSERT_EQ(0, swap_types(getpid(), a, by_type))
+		TH_LOG("MADV_PAGEOUT left pages in memory");
+	/*
+	 * Our device has the highest priority, but each CPU's cache of swap
+	 * slots may still hold a few of another device's: most pages, not
+	 * all, are on ours.  Its type is the one that holds most of them.
+	 */
+	for (int t = 1; t < O_TYPES; t++)
+		if (by_type[t] > by_type[type])
+			type = t;
+	TH_LOG("%ld of %lu pages swapped out to type %d, %ld KiB used on %s",
+	       by_type[type], O_LEN / PG, type, swap_used_kb(self->dev),
+	       self->dev);
+	ASSERT_LE((long)(O_LEN / PG / 2), by_type[type]);
+	ASSERT_LE(by_type[type] * (long)(PG / 1024), swap_used_kb(self->dev))
 		TH_LOG("the pages went to another swap device");
 
 	child = fork_as(variant->cow, &shared);
 	if (child == 0) {
 		close(go[1]);
-		_exit(swapoff_child(a, go[0]));
+		_exit(swapoff_child(a, go[0], type));
 	}
 	ASSERT_LT(0, child) TH_LOG("fork: %s", strerror(errno));
 	self->child = child;	/* self is shared with the child: not before */
