@@ -22,7 +22,7 @@
  *
  * Not in tests.list: on the 28-patch series an earlier form of it (3
  * processes with 2, 2 and 1 walkers) corrupted the page->ptl slab after
- * 4 minutes in one of its two runs (debug kernel, TCG, 3 vCPUs), so it
+ * 4 minutes in one of its three runs (debug kernel, TCG, 3 vCPUs), so it
  * waits for the fix.  A run that passes says little: the window is a few
  * instructions wide.
  *
