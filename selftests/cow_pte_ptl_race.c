@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * cow_pte_ptl_race - a table freed under a walker of a sharer that has let
- * go of it (Documentation/cow-pte-design.md, "Concurrency", the open
- * problem).
+ * cow_pte_ptl_race - a table must outlive the walkers of a sharer that has
+ * let go of it (Documentation/cow-pte-design.md, "Concurrency").
  *
  * Rounds, in several processes at once: A fills 2 MiB (one PTE table) and
  * CoW-forks B.  Threads of B walk the range without pause (mincore():
@@ -20,11 +19,13 @@
  * The program checks that it did what it says: every round shared a
  * table and dropped it.
  *
- * Not in tests.list: on the 28-patch series an earlier form of it (3
- * processes with 2, 2 and 1 walkers) corrupted the page->ptl slab after
- * 4 minutes in one of its three runs (debug kernel, TCG, 3 vCPUs), so it
- * waits for the fix.  A run that passes says little: the window is a few
- * instructions wide.
+ * Before "mm: free PTE tables after an RCU grace period" an earlier form
+ * of it (3 processes with 2, 2 and 1 walkers) corrupted the page->ptl
+ * slab after 4 minutes in one of its three runs (debug kernel, TCG, 3
+ * vCPUs).  A run that passes says little: the window is a few
+ * instructions wide.  cow_pte_walker holds a walker in it instead (debug
+ * kernels), and fails every time without the fix; this one is the same
+ * race left to chance, with every walker and CPU the machine has.
  *
  * usage: cow_pte_ptl_race [SECONDS [PROCESSES [WALKERS]]]  (240 3 2)
  */

@@ -1218,7 +1218,7 @@ FIXTURE_TEARDOWN(lazyfree)
 /* Swap out all of [p, p + len), then read it back: PTEs clean again. */
 static int swap_out_in(char *p, size_t len)
 {
-	if (madvise(p, len, MADV_PAGEOUT))
+	if (pageout_everywhere(p, len))
 		return RC_SETUP;
 	if (pagemap_pages(getpid(), p, len, PM_SWAP) != (long)(len / PG))
 		return RC_NOT_SWAPPED;
@@ -1521,7 +1521,7 @@ TEST_F_TIMEOUT(swapoff, finds_every_mapper, O_SECS + 120)
 	ASSERT_NE(NULL, a);
 	ASSERT_EQ(0, pipe(go));
 	pattern_fill(a, a, O_LEN, 1);
-	ASSERT_EQ(0, madvise(a, O_LEN, MADV_PAGEOUT));
+	ASSERT_EQ(0, pageout_everywhere(a, O_LEN));
 	ASSERT_EQ(0, swap_types(getpid(), a, by_type))
 		TH_LOG("MADV_PAGEOUT left pages in memory");
 	/*

@@ -497,6 +497,32 @@ static inline void cg_remove(const char *dir)
 }
 
 /*
+ * MADV_PAGEOUT of [p, p + len) from every CPU we may run on.  The kernel
+ * drains only the calling CPU's LRU batches before it looks for pages to
+ * reclaim: a page faulted in on another CPU and still in that CPU's batch
+ * is not on the LRU and is skipped.  Asking from each CPU in turn drains
+ * every batch.  0, or -1 with errno set by the first madvise() that failed.
+ */
+static inline int pageout_everywhere(void *p, size_t len)
+{
+	cpu_set_t all, one;
+	int ret = 0;
+
+	if (sched_getaffinity(0, sizeof(all), &all))
+		return madvise(p, len, MADV_PAGEOUT);
+	for (int cpu = 0; cpu < CPU_SETSIZE && !ret; cpu++) {
+		if (!CPU_ISSET(cpu, &all))
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (!sched_setaffinity(0, sizeof(one), &one))
+			ret = madvise(p, len, MADV_PAGEOUT);
+	}
+	sched_setaffinity(0, sizeof(all), &all);
+	return ret;
+}
+
+/*
  * "Bad rss-counter" reports since @before, once the mms of exited processes
  * have been freed: an idle CPU in lazy TLB mode keeps the last mm it ran
  * until it runs something else, so run on every CPU first.
