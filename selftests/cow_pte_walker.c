@@ -290,7 +290,12 @@ TEST_F_TIMEOUT(walker, table_outlives_walk, 60)
 	/* The kernel's check ends the walker's wait when it fires. */
 	ASSERT_EQ(self->warnings, klog_count(WARNING))
 		TH_LOG("the table was freed while the walker held it");
-	ASSERT_LE(DELAY_MS, r.walk_ms)
+	/*
+	 * mdelay() counts the TSC, which a TCG guest's clock need not follow
+	 * (the hold measured 1,353-1,401 ms of CLOCK_MONOTONIC); a walk that
+	 * was not held takes well under a millisecond.
+	 */
+	ASSERT_LE(DELAY_MS / 2, r.walk_ms)
 		TH_LOG("the walk took %ld ms: it was not held on the shared table",
 		       r.walk_ms);
 	ASSERT_TRUE(r.freed_in_walk)
