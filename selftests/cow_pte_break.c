@@ -494,7 +494,6 @@ TEST_F_TIMEOUT(pinned, breaker_tlb_forgets_copied_page, BREAK_SECS + 60)
 
 /* ------------------------------------------------------------------- madv */
 
-#define FAIL_DIR	"/sys/kernel/debug/fail_page_alloc/"
 #define ADV_OFF		(100 * PG)	/* the madvise() range, in table 1 */
 #define ADV_LEN		(3 * PG)
 
@@ -523,18 +522,6 @@ FIXTURE(madv) {
 	int nsaved;
 	int make_it_fail;		/* /proc/self/make-it-fail, open */
 };
-
-static int write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY);
-	ssize_t n = -1;
-
-	if (fd >= 0) {
-		n = write(fd, val, strlen(val));
-		close(fd);
-	}
-	return n == (ssize_t)strlen(val) ? 0 : -1;
-}
 
 /*
  * advice: what the parent does to part of table 1 while every allocation
@@ -575,8 +562,6 @@ FIXTURE_VARIANT_ADD(madv, pageout_plain) {
 
 FIXTURE_SETUP(madv)
 {
-	char path[128];
-
 	memset(self->pipes, -1, sizeof(self->pipes));
 	self->make_it_fail = -1;
 	self->base = map_at_phase(2 * PMD_SZ, 0);
@@ -584,37 +569,24 @@ FIXTURE_SETUP(madv)
 	pattern_fill(self->base, self->base, 2 * PMD_SZ, 1);
 	if (access(FAIL_DIR, F_OK))
 		SKIP(return, "no %s: needs CONFIG_FAIL_PAGE_ALLOC and debugfs", FAIL_DIR);
-	for (; self->nsaved < (int)ARRAY_SIZE(fail_attr); self->nsaved++) {
-		char *v = self->saved[self->nsaved];
-		FILE *f;
-
-		snprintf(path, sizeof(path), FAIL_DIR "%s", fail_attr[self->nsaved][0]);
-		f = fopen(path, "r");
-		ASSERT_NE(NULL, f) TH_LOG("%s: %s", path, strerror(errno));
-		ASSERT_NE(NULL, fgets(v, sizeof(self->saved[0]), f));
-		fclose(f);
-		v[strcspn(v, "\n")] = '\0';
-		ASSERT_EQ(0, write_str(path, fail_attr[self->nsaved][1]))
-			TH_LOG("%s: %s", path, strerror(errno));
-	}
+	self->nsaved = fail_alloc_setup(fail_attr, ARRAY_SIZE(fail_attr),
+					self->saved);
+	ASSERT_EQ((int)ARRAY_SIZE(fail_attr), self->nsaved)
+		TH_LOG(FAIL_DIR "%s: %s", fail_attr[self->nsaved][0],
+		       strerror(errno));
 	self->make_it_fail = open("/proc/self/make-it-fail", O_WRONLY);
 	ASSERT_LE(0, self->make_it_fail);
 }
 
 FIXTURE_TEARDOWN(madv)
 {
-	char path[128];
-
 	if (self->make_it_fail >= 0) {
 		if (write(self->make_it_fail, "0", 1) != 1)
 			TH_LOG("cannot clear make-it-fail: %s", strerror(errno));
 		close(self->make_it_fail);
 	}
 	/* task-filter last: only this task fails until the rest is back */
-	while (self->nsaved-- > 0) {
-		snprintf(path, sizeof(path), FAIL_DIR "%s", fail_attr[self->nsaved][0]);
-		write_str(path, self->saved[self->nsaved]);
-	}
+	fail_alloc_restore(fail_attr, self->nsaved, self->saved);
 	for (int i = 0; i < NPIPES; i++) {
 		close(self->pipes[i][0]);
 		close(self->pipes[i][1]);

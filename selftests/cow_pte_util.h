@@ -150,6 +150,16 @@ static inline int cow_mode_set(const char *word)
 	return write_text(COWPT_MODE_PATH, word);
 }
 
+/* The number a file (sysctl, debugfs attribute) holds, or -1. */
+static inline long file_long(const char *path)
+{
+	char buf[32];
+
+	if (read_text(path, buf, sizeof(buf)) < 0)
+		return -1;
+	return strtol(buf, NULL, 10);
+}
+
 /*
  * The number after "Field:" in a /proc file of "Field:   N kB" lines
  * (/proc/PID/status, smaps_rollup), or -1.  No heap use: safe in a child
@@ -494,6 +504,51 @@ static inline void cg_remove(const char *dir)
 {
 	for (int i = 0; i < 100 && rmdir(dir) && errno == EBUSY; i++)
 		usleep(50000);
+}
+
+/*
+ * fail_page_alloc (CONFIG_FAIL_PAGE_ALLOC, debugfs): set its @n attributes
+ * @attr (name and value pairs), keeping the old values in @saved for
+ * fail_alloc_restore().  Returns how many were set: @n, or fewer after a
+ * failure (errno set), which fail_alloc_restore() undoes too.
+ */
+#define FAIL_DIR	"/sys/kernel/debug/fail_page_alloc/"
+
+static inline int fail_alloc_setup(const char *const attr[][2], int n,
+				   char saved[][32])
+{
+	char path[128];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), FAIL_DIR "%s", attr[i][0]);
+		f = fopen(path, "r");
+		if (!f)
+			break;
+		if (!fgets(saved[i], 32, f)) {
+			fclose(f);
+			break;
+		}
+		fclose(f);
+		saved[i][strcspn(saved[i], "\n")] = '\0';
+		if (write_text(path, attr[i][1]))
+			break;
+	}
+	return i;
+}
+
+/* Put back the first @nset attributes fail_alloc_setup() changed, last first. */
+static inline void fail_alloc_restore(const char *const attr[][2], int nset,
+				      char saved[][32])
+{
+	char path[128];
+
+	while (nset-- > 0) {
+		snprintf(path, sizeof(path), FAIL_DIR "%s", attr[nset][0]);
+		write_text(path, saved[nset]);
+	}
 }
 
 /*
