@@ -120,15 +120,6 @@ static int sysctl_set(const char *path, long val)
 	return write_text(path, buf);
 }
 
-static long sysctl_get(const char *path)
-{
-	char buf[32];
-
-	if (read_text(path, buf, sizeof(buf)) < 0)
-		return -1;
-	return strtol(buf, NULL, 10);
-}
-
 /*
  * A PROT_NONE reservation, PMD-aligned, that the tests map into with
  * MAP_FIXED: its remains never merge with the tests' mappings (other
@@ -207,8 +198,8 @@ static const char *env_setup(struct env *e, int mode)
 {
 	cpu_set_t one;
 
-	e->saved_mode = sysctl_get(MODE_PATH);
-	e->saved_max = sysctl_get(MAX_KB_PATH);
+	e->saved_mode = file_long(MODE_PATH);
+	e->saved_max = file_long(MAX_KB_PATH);
 	if (e->saved_mode < 0 || e->saved_max < 0)
 		return "kernel without mremap relocation (no " MODE_PATH ")";
 	CPU_ZERO(&one);
